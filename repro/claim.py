@@ -1,0 +1,254 @@
+"""Claims as data: the declaration of what a source says and how it is checked.
+
+A :class:`Claim` is pure data (scikit-learn's rule: a declaration holds no logic and never changes
+at run time). What a run derives lives in :mod:`repro.store` results and :class:`repro.stats.Verdict`.
+
+TOML shape (one file per source, any number of ``[[claim]]`` tables)::
+
+    [[claim]]
+    id = "tms.relu.sparse-superposition"
+    source = "elhage2022"
+    statement = "..."
+    evidence = "..."
+    experiment = "tms.train"
+    metric = "n_represented"
+    seeds = 10
+    assertion = { test = "greater", threshold = 5, alpha = 0.01 }
+    [claim.params]          # the experiment's params at full scale (the source's setting)
+    ...
+    [claim.scales.ci]       # documented downsizing: param overrides plus seeds / expect
+    steps = 3000
+    seeds = 8
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "ALPHA_DEFAULT",
+    "SCALES",
+    "Assertion",
+    "Claim",
+    "Difference",
+    "Equivalent",
+    "Greater",
+    "Less",
+    "Outcome",
+    "Predicate",
+    "Proportion",
+    "Scale",
+    "Source",
+    "Trend",
+]
+
+Outcome = Literal["reproduced", "not_reproduced", "inconclusive", "error"]
+ScaleName = Literal["ci", "full"]
+SCALES: tuple[str, ...] = ("ci", "full")
+ALPHA_DEFAULT = 0.01
+
+#: Stable dotted names, as TransformerLens names hooks: they are API.
+ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)*$"
+
+Alpha = Annotated[float, Field(gt=0.0, le=0.2, description="Significance level of the claim's test.")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """A bibliographic entry that claims point to by key (``claims/sources.toml``)."""
+
+    title: str = Field(min_length=1)
+    authors: str = Field(min_length=1)
+    year: int = Field(ge=1900, le=2100)
+    url: str = Field(min_length=1, description="Paper, write-up or repository address.")
+    note: str | None = Field(None, description="Snapshot commit or anything a reader should know.")
+
+
+class Predicate(_Strict):
+    """A comparison applied to each observed value, e.g. ``{ op = "==", value = 5 }``."""
+
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float = Field(allow_inf_nan=False)
+    tolerance: float = Field(
+        1e-9, ge=0.0, description="Absolute tolerance for '==' and '!=' (counts compare exactly)."
+    )
+
+
+class Greater(_Strict):
+    """The metric's location across seeds exceeds ``threshold``."""
+
+    test: Literal["greater"]
+    threshold: float = Field(allow_inf_nan=False)
+    alpha: Alpha = ALPHA_DEFAULT
+    method: Literal["t", "wilcoxon", "sign"] = Field(
+        "t",
+        description="t: scipy ttest_1samp on the mean; wilcoxon: signed-rank on the median; "
+        "sign: binomtest on the number of seeds above the threshold. Where every seed gives the "
+        "same value the t and Wilcoxon tests are undefined and the exact sign test decides.",
+    )
+
+
+class Less(_Strict):
+    """The metric's location across seeds is below ``threshold``."""
+
+    test: Literal["less"]
+    threshold: float = Field(allow_inf_nan=False)
+    alpha: Alpha = ALPHA_DEFAULT
+    method: Literal["t", "wilcoxon", "sign"] = "t"
+
+
+class Proportion(_Strict):
+    """More than ``min_fraction`` of the observations (seeds, or seeds x sweep cells) satisfy a predicate."""
+
+    test: Literal["proportion"]
+    predicate: Predicate
+    min_fraction: float = Field(ge=0.0, lt=1.0)
+    alpha: Alpha = ALPHA_DEFAULT
+
+
+class Trend(_Strict):
+    """The metric rises (or falls) along the experiment's sweep axis, seed by seed."""
+
+    test: Literal["trend"]
+    direction: Literal["increasing", "decreasing"]
+    min_rho: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Smallest mean per-seed Spearman rho (signed by direction) that counts."
+    )
+    alpha: Alpha = ALPHA_DEFAULT
+
+
+class Difference(_Strict):
+    """Arm ``a`` minus arm ``b`` (paired by seed) is above (greater) or below (less) ``margin``."""
+
+    test: Literal["difference"]
+    a: str = Field(min_length=1, description="Arm name (a key of the claim's [arms]).")
+    b: str = Field(min_length=1)
+    direction: Literal["greater", "less"]
+    margin: float = Field(0.0, allow_inf_nan=False)
+    paired: bool = True
+    method: Literal["t", "permutation"] = "t"
+    alpha: Alpha = ALPHA_DEFAULT
+
+
+class Equivalent(_Strict):
+    """Arms ``a`` and ``b`` agree within +-``margin`` (two one-sided tests)."""
+
+    test: Literal["equivalent"]
+    a: str = Field(min_length=1)
+    b: str = Field(min_length=1)
+    margin: float = Field(gt=0.0, allow_inf_nan=False)
+    paired: bool = True
+    alpha: Alpha = ALPHA_DEFAULT
+
+
+Assertion = Annotated[
+    Union[Greater, Less, Proportion, Trend, Difference, Equivalent], Field(discriminator="test")
+]
+
+
+class Scale(BaseModel):
+    """One scale of a claim. Known keys below; every other key overrides an experiment param.
+
+    The param overrides are validated against the experiment's params model by the loader, so
+    a misspelt key is refused there with the file, claim and field.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    seeds: int | None = Field(None, ge=1, le=10_000, description="Replicates at this scale.")
+    expect: Outcome | None = Field(None, description="Verdict expected at this scale, if not the claim's.")
+    finding: str | None = Field(None, description="Why this scale expects a different verdict.")
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _explain_expect(self) -> Scale:
+        if self.expect is not None and not self.finding:
+            raise ValueError("a scale that sets 'expect' must say why in 'finding'")
+        return self
+
+
+class Claim(_Strict):
+    """One checkable sentence of a source, with the experiment and the test that decide it."""
+
+    id: str = Field(pattern=ID_PATTERN, max_length=120)
+    source: str = Field(min_length=1, description="Key into the sources table.")
+    statement: str = Field(min_length=10, description="The claim, as a sentence a paper would make.")
+    evidence: str = Field(min_length=1, description="The source's own number or figure behind the threshold.")
+    experiment: str = Field(min_length=1, description="Registered experiment name, e.g. 'tms.train'.")
+    metric: str = Field(min_length=1, description="Per-seed metric the assertion reads.")
+    at: float | None = Field(
+        None, allow_inf_nan=False, description="Select one point of the experiment's sweep axis by its value."
+    )
+    seed: int = Field(0, ge=0, lt=2**63, description="Root seed; replicate seeds come from SeedSequence.spawn.")
+    seeds: int = Field(ge=1, le=10_000, description="Replicates at full scale.")
+    assertion: Assertion
+    params: dict[str, Any] = Field(default_factory=dict, description="Experiment params at full scale.")
+    arms: dict[str, dict[str, Any]] | None = Field(
+        None, description="Named param overrides; each arm runs with the same seeds (paired)."
+    )
+    scales: dict[ScaleName, Scale]
+    expect: Outcome = "reproduced"
+    finding: str | None = Field(None, description="Required when expect is not 'reproduced'.")
+    tags: tuple[str, ...] = ()
+
+    @field_validator("scales")
+    @classmethod
+    def _ci_required(cls, scales: dict[str, Scale]) -> dict[str, Scale]:
+        if "ci" not in scales:
+            raise ValueError("every claim declares a [claim.scales.ci] downsizing")
+        return scales
+
+    @field_validator("arms")
+    @classmethod
+    def _arm_names(cls, arms: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
+        if arms is not None and len(arms) < 2:
+            raise ValueError("declare at least two arms, or none")
+        return arms
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Claim:
+        if self.expect != "reproduced" and not self.finding:
+            raise ValueError("a claim whose expect is not 'reproduced' must say why in 'finding'")
+        comparative = isinstance(self.assertion, (Difference, Equivalent))
+        if comparative:
+            if not self.arms:
+                raise ValueError(f"assertion '{self.assertion.test}' compares arms: declare [claim.arms]")
+            for side in ("a", "b"):
+                arm = getattr(self.assertion, side)
+                if arm not in self.arms:
+                    raise ValueError(f"assertion.{side} names arm '{arm}', not one of {sorted(self.arms)}")
+        elif self.arms:
+            raise ValueError(f"assertion '{self.assertion.test}' reads one arm; arms need difference/equivalent")
+        if self.at is not None and not math.isfinite(self.at):
+            raise ValueError("at must be finite")
+        return self
+
+    # -- derived views (no state is stored twice) -------------------------------------------------
+    def scale(self, name: str) -> Scale:
+        return self.scales.get(name) or Scale()  # type: ignore[call-arg]
+
+    def n_seeds(self, scale: str) -> int:
+        return self.scale(scale).seeds or self.seeds
+
+    def expected(self, scale: str) -> Outcome:
+        return self.scale(scale).expect or self.expect
+
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(self.arms) if self.arms else ("main",)
+
+    def raw_params(self, scale: str, arm: str = "main") -> dict[str, Any]:
+        """Full-scale params, then the scale's overrides, then the arm's (unvalidated)."""
+        merged = dict(self.params)
+        merged.update(self.scale(scale).overrides)
+        if self.arms:
+            merged.update(self.arms[arm])
+        return merged

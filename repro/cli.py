@@ -1,0 +1,219 @@
+"""repro list | show | run | report | schema.
+
+Exit codes: 0 every claim came out as expected; 1 some did not; 2 bad input (a malformed claims
+file, an unknown claim or experiment, a device that is not there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from repro import __version__, registry, stats
+from repro.claim import Claim
+from repro.errors import ReproError
+from repro.load import ClaimSet, load_claims, resolve_params
+from repro.runner import ClaimRun, replicate_seeds, run_claim
+from repro.store import Store
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Reproduce the claims of superposition and interpretability papers, with statistics.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ClaimsOpt = Annotated[Path, typer.Option("--claims", help="A claims file or folder.")]
+ScaleOpt = Annotated[str, typer.Option("--scale", help="ci (CPU, downsized) or full (the source's setting).")]
+DEFAULT_CLAIMS = Path("claims")
+
+_COLOURS = {"reproduced": "green", "not_reproduced": "red", "inconclusive": "yellow", "error": "magenta"}
+
+
+def _fail(exc: ReproError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=False)
+    raise typer.Exit(exc.exit_code)
+
+
+def _load(path: Path) -> ClaimSet:
+    try:
+        return load_claims(path)
+    except ReproError as exc:
+        _fail(exc)
+        raise  # unreachable
+
+
+def _check_scale(scale: str) -> str:
+    if scale not in ("ci", "full"):
+        err_console.print(f"error: --scale must be 'ci' or 'full', not '{scale}'")
+        raise typer.Exit(2)
+    return scale
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if version:
+        console.print(f"repro {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command("list")
+def list_claims(claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
+    """Print every claim: id, source, statement, scales."""
+    claim_set = _load(claims)
+    table = Table(show_lines=False)
+    for column in ("id", "source", "statement", "expect", "seeds ci/full"):
+        table.add_column(column, overflow="fold")
+    for claim in claim_set:
+        expect = claim.expect if claim.expected("ci") == claim.expect else f"{claim.expected('ci')} (ci) / {claim.expect}"
+        table.add_row(claim.id, claim.source, claim.statement, expect, f"{claim.n_seeds('ci')}/{claim.n_seeds('full')}")
+    console.print(table)
+    console.print(f"{len(claim_set)} claims from {claims}")
+
+
+@app.command()
+def show(claim_id: str, claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
+    """Print one claim, resolved: params at each scale, seeds, assertion, source."""
+    claim_set = _load(claims)
+    try:
+        claim = claim_set.get(claim_id)
+    except ReproError as exc:
+        _fail(exc)
+    source = claim_set.sources[claim.source]
+    resolved = {
+        "id": claim.id,
+        "file": str(claim_set.files[claim.id]),
+        "statement": claim.statement,
+        "source": {"key": claim.source, **source.model_dump(exclude_none=True)},
+        "evidence": claim.evidence,
+        "experiment": claim.experiment,
+        "metric": claim.metric,
+        "at": claim.at,
+        "assertion": claim.assertion.model_dump(),
+        "expect": claim.expect,
+        "finding": claim.finding,
+        "scales": {},
+    }
+    for scale in ("ci", "full"):
+        resolved["scales"][scale] = {
+            "expect": claim.expected(scale),
+            "seeds": replicate_seeds(claim.seed, claim.n_seeds(scale)),
+            "params": {arm: resolve_params(claim, scale, arm).model_dump(mode="json") for arm in claim.arm_names()},
+        }
+    console.print_json(json.dumps(resolved, default=str))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a claims file (claims, sources, and each experiment's params)."""
+    from repro.claim import Source
+
+    claim_schema = Claim.model_json_schema()
+    defs = claim_schema.pop("$defs", {})
+    for name in registry.names():
+        params = registry.get(name).params.model_json_schema()
+        defs.update(params.pop("$defs", {}))
+        defs[f"params:{name}"] = params
+    document = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "repro claims file",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "claim": {"type": "array", "items": claim_schema},
+            "source": {"type": "object", "additionalProperties": Source.model_json_schema()},
+        },
+        "$defs": defs,
+    }
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+def verdict_table(runs: list[ClaimRun], title: str) -> Table:
+    adjusted = stats.holm([r.verdict.p_value for r in runs])
+    table = Table(title=title)
+    for column in ("claim", "verdict", "expected", "estimate", "CI", "threshold", "p", "p (Holm)", "seeds", "time"):
+        table.add_column(column, overflow="fold")
+    for run, p_adj in zip(runs, adjusted):
+        v = run.verdict
+        colour = _COLOURS[v.outcome]
+        mark = "" if run.as_expected else " ✗"
+        ci = "" if v.ci_low is None else f"[{v.ci_low:.3g}, {v.ci_high:.3g}]"
+        table.add_row(
+            run.claim.id,
+            f"[{colour}]{v.outcome}[/]{mark}",
+            run.expected,
+            "" if v.estimate is None else f"{v.estimate:.4g}",
+            ci,
+            "" if v.threshold is None else f"{v.threshold:g}",
+            "" if v.p_value is None else f"{v.p_value:.2g}",
+            "" if p_adj is None else f"{p_adj:.2g}",
+            str(len(run.seeds)),
+            f"{run.wall_s:.1f}s",
+        )
+    return table
+
+
+@app.command()
+def run(
+    ids: Annotated[Optional[list[str]], typer.Argument(help="Claim ids or id prefixes; all when omitted.")] = None,
+    scale: ScaleOpt = "ci",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Recompute results already in the store.")] = False,
+    claims: ClaimsOpt = DEFAULT_CLAIMS,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the verdicts as JSON here.")] = None,
+) -> None:
+    """Run claims at a scale, caching per-seed results in the store, and print the verdicts."""
+    _check_scale(scale)
+    claim_set = _load(claims)
+    try:
+        chosen = claim_set.select(ids) if ids else list(claim_set)
+    except ReproError as exc:
+        _fail(exc)
+    store = Store.default()
+    store.clear_stale_temporaries()
+    runs: list[ClaimRun] = []
+    started = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(f"{scale} claims", total=len(chosen))
+        for claim in chosen:
+            progress.update(task, description=f"{claim.id}")
+            try:
+                result = run_claim(
+                    claim, scale, store=store, device=device, force=force,
+                    on_progress=lambda msg: progress.update(task, description=msg),
+                )
+            except ReproError as exc:
+                _fail(exc)
+            runs.append(result)
+            progress.advance(task)
+        progress.update(task, description=f"{scale} claims done")
+    console.print(verdict_table(runs, f"{scale} scale: {len(runs)} claims, store {store.root}"))
+    wrong = [r for r in runs if not r.as_expected]
+    for r in wrong:
+        console.print(r.failure_text(), markup=False, highlight=False)
+    if json_out:
+        json_out.write_text(json.dumps([{"id": r.claim.id, "scale": scale, "expect": r.expected, **r.verdict.model_dump(mode="json")} for r in runs], indent=1))
+    console.print(
+        f"{len(runs) - len(wrong)} of {len(runs)} claims as expected in {time.perf_counter() - started:.1f}s "
+        f"({sum(r.computed for r in runs)} seed results computed, the rest from the store)"
+    )
+    raise typer.Exit(1 if wrong else 0)
+
+
+def main() -> None:  # console-script entry point
+    app()

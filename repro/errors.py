@@ -1,0 +1,58 @@
+"""Every error a user can hit is one of these, with a message that says what to do.
+
+    ReproError
+    ├── ClaimFileError        a claims file is malformed (names file, claim id and field); exit 2
+    ├── UnknownExperimentError an experiment name that nothing registered; exit 2
+    ├── UnknownClaimError     a claim id on the command line that no file declares; exit 2
+    ├── DataUnavailableError  a full-scale dataset or weights file is missing (says how to get it)
+    ├── DeviceUnavailableError --device cuda where CUDA is absent
+    └── StoreError            a result in the store cannot be read
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClaimFileError",
+    "DataUnavailableError",
+    "DeviceUnavailableError",
+    "ReproError",
+    "StoreError",
+    "UnknownClaimError",
+    "UnknownExperimentError",
+]
+
+
+class ReproError(Exception):
+    """Base of every error repro raises on purpose."""
+
+    exit_code = 1
+
+
+class ClaimFileError(ReproError):
+    """A claims file failed validation. ``problems`` holds one line per problem."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class UnknownExperimentError(ReproError):
+    exit_code = 2
+
+
+class UnknownClaimError(ReproError):
+    exit_code = 2
+
+
+class DataUnavailableError(ReproError):
+    exit_code = 2
+
+
+class DeviceUnavailableError(ReproError):
+    exit_code = 2
+
+
+class StoreError(ReproError):
+    pass

@@ -1,0 +1,77 @@
+"""Where a result came from: code revision, package versions, device, date, wall time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["collect", "device_name", "environment", "git_revision"]
+
+_PACKAGES = ("repro-claims", "torch", "numpy", "scipy", "statsmodels", "scikit-learn", "pydantic")
+
+
+@functools.lru_cache(maxsize=1)
+def git_revision() -> dict[str, Any]:
+    """Commit and dirty flag of the checkout holding the package, if it is one."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"git_sha": None, "git_dirty": None}
+    return {"git_sha": sha, "git_dirty": bool(status.strip())}
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        **git_revision(),
+    }
+    image = os.environ.get("REPRO_IMAGE_ID")
+    if image:
+        env["image_id"] = image
+    return env
+
+
+def device_name(device: Any) -> str:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} {torch.cuda.get_device_name(index)} (CUDA {torch.version.cuda})"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cores)"
+
+
+def collect(device: Any, seeds: list[int], wall_time_s: float) -> dict[str, Any]:
+    """Provenance stored with each result of one experiment call."""
+    return {
+        **environment(),
+        "device": device_name(device),
+        "seeds_in_call": list(seeds),
+        "call_wall_time_s": round(wall_time_s, 3),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,90 @@
+"""pytest collects claims files: ``pytest claims/`` needs no conftest (entry point ``pytest11``).
+
+Each claim gives two items, ``<id>[ci]`` and ``<id>[full]``. ``[full]`` carries the ``gpu`` marker
+and skips with its reason where CUDA is absent, so ``pytest claims/ -m gpu`` is the full-scale
+reproduction on a GPU box and ``pytest claims/ -m "not gpu"`` is what CI runs. An item passes when
+its verdict equals the claim's ``expect`` at that scale; results go to the same store as
+``repro run`` (``.repro/`` here, or ``$REPRO_HOME``), so a second session is a cache hit.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from repro.claim import SCALES, Claim
+from repro.errors import ClaimFileError
+
+_GPU_MARKER = "gpu: full-scale claim reproduction; needs a CUDA device"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", _GPU_MARKER)
+    config.addinivalue_line("markers", "claim: an item collected from a claims TOML file")
+
+
+def _declares_claims(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return "claim" in tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError):
+        # A broken file named like a claims file is reported, not silently ignored.
+        return path.parent.name == "claims"
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".toml" and file_path.name != "pyproject.toml" and _declares_claims(file_path):
+        return ClaimsFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ClaimsFile(pytest.File):
+    def collect(self):
+        from repro.load import load_claims
+
+        try:
+            claim_set = load_claims(self.path)
+        except ClaimFileError as exc:
+            raise self.CollectError(f"invalid claims file:\n{exc}") from None
+        for claim in claim_set:
+            for scale in SCALES:
+                item = ClaimItem.from_parent(self, name=f"{claim.id}[{scale}]", claim=claim, scale=scale)
+                item.add_marker(pytest.mark.claim)
+                if scale == "full":
+                    item.add_marker(pytest.mark.gpu)
+                yield item
+
+
+class ClaimMismatch(Exception):
+    """A verdict that differs from the claim's expect; carries the formatted failure text."""
+
+
+class ClaimItem(pytest.Item):
+    def __init__(self, *, claim: Claim, scale: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.claim = claim
+        self.scale = scale
+
+    def runtest(self) -> None:
+        import torch
+
+        from repro.runner import run_claim
+        from repro.store import Store
+
+        if self.scale == "full" and not torch.cuda.is_available():
+            pytest.skip("full scale is the source's own setting and runs on a GPU; torch sees no CUDA device")
+        result = run_claim(self.claim, self.scale, store=Store.default(), device="auto")
+        self.user_properties.append(("verdict", result.verdict.outcome))
+        if not result.as_expected:
+            raise ClaimMismatch(result.failure_text())
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+        if isinstance(excinfo.value, ClaimMismatch):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"claim {self.claim.id} [{self.scale}]"

@@ -1,0 +1,98 @@
+"""Experiment name -> (params model, run function, metric names, figure functions).
+
+Every registration happens in one visible place, :mod:`repro.experiments`; a second registration
+of a name is refused. An experiment's run function takes validated params, a list of replicate
+seeds and a torch device, and returns one :class:`SeedResult` per seed. It may (and the toy models
+do) train all seeds at once; each seed's result must not depend on which other seeds share the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from repro.errors import UnknownExperimentError
+
+__all__ = ["Experiment", "SeedResult", "get", "names", "register"]
+
+
+@dataclass
+class SeedResult:
+    """What one replicate seed of one experiment produced.
+
+    metrics: name -> float, or list of floats aligned with ``sweep`` (one value per sweep point).
+    sweep: the experiment's sweep axis, {axis name: values}; empty when there is none.
+    arrays: named arrays kept for figures (saved as .npz, never pickled).
+    """
+
+    seed: int
+    metrics: dict[str, float | list[float]]
+    sweep: dict[str, list[float]] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+RunFunction = Callable[[Any, Sequence[int], Any], list[SeedResult]]
+#: A figure function takes (claim, params, list of per-seed stored results) and returns a
+#: matplotlib Figure, or None when it has nothing to draw for that claim.
+FigureFunction = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    params: type[BaseModel]
+    run: RunFunction
+    metrics: tuple[str, ...]
+    figures: Mapping[str, FigureFunction] = field(default_factory=dict)
+    description: str = ""
+    #: Further modules (dotted names) whose code shapes the results, e.g. a shared trainer.
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def code_version(self) -> str:
+        """Hash of the run function's module and its declared dependencies.
+
+        Editing any of them invalidates cached results; a report or figure change does not.
+        """
+        digest = hashlib.sha256(self.name.encode())
+        module_names = [self.run.__module__, *self.depends_on]
+        for name in module_names:
+            digest.update(inspect.getsource(importlib.import_module(name)).encode())
+        return digest.hexdigest()[:16]
+
+
+_REGISTRY: dict[str, Experiment] = {}
+
+
+def register(experiment: Experiment) -> Experiment:
+    if experiment.name in _REGISTRY:
+        raise ValueError(f"experiment '{experiment.name}' is registered twice")
+    if len(set(experiment.metrics)) != len(experiment.metrics):
+        raise ValueError(f"experiment '{experiment.name}' lists a metric twice")
+    _REGISTRY[experiment.name] = experiment
+    return experiment
+
+
+def _ensure_loaded() -> None:
+    importlib.import_module("repro.experiments")
+
+
+def get(name: str) -> Experiment:
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise UnknownExperimentError(f"unknown experiment '{name}' (registered: {known})") from None
+
+
+def names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_REGISTRY)

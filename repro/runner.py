@@ -1,0 +1,206 @@
+"""Run claims x seeds on a device, fill the store, and judge each claim from the store.
+
+A claim at one scale is (arms x replicate seeds) results. ``run_claim`` computes the missing ones
+(all of an arm's missing seeds in one experiment call, so batched experiments train them as one
+tensor), stores each seed as soon as its call returns, and then calls :func:`evaluate`, which
+reads only the store. A killed run therefore resumes where it stopped, and the report and the
+pytest items judge exactly what is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from repro import provenance, registry, stats
+from repro.claim import Claim, Difference, Equivalent, Trend
+from repro.errors import DeviceUnavailableError
+from repro.load import resolve_params
+from repro.store import Store, StoredResult, result_key
+
+__all__ = ["ClaimRun", "evaluate", "replicate_seeds", "resolve_device", "run_claim"]
+
+log = logging.getLogger(__name__)
+
+
+def replicate_seeds(root: int, n: int) -> list[int]:
+    """Replicate seeds from numpy's SeedSequence.spawn: seed i does not change when n grows."""
+    children = np.random.SeedSequence(root).spawn(n)
+    return [int(child.generate_state(1, dtype=np.uint32)[0]) for child in children]
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceUnavailableError("--device cuda asked for, but torch sees no CUDA device")
+    return device
+
+
+@dataclass
+class ClaimRun:
+    """A claim judged at one scale: the verdict and the stored results it rests on."""
+
+    claim: Claim
+    scale: str
+    verdict: stats.Verdict
+    seeds: list[int]
+    results: dict[str, list[StoredResult]] = field(default_factory=dict)
+    computed: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def expected(self) -> str:
+        return self.claim.expected(self.scale)
+
+    @property
+    def as_expected(self) -> bool:
+        return self.verdict.outcome == self.expected
+
+    @property
+    def complete(self) -> bool:
+        return all(len(r) == len(self.seeds) for r in self.results.values()) and bool(self.results)
+
+    @property
+    def runtime_s(self) -> float:
+        """Compute time behind the stored results (each call's wall time shared by its seeds)."""
+        total = 0.0
+        for results in self.results.values():
+            for r in results:
+                n_in_call = max(1, len(r.provenance.get("seeds_in_call", [r.seed])))
+                total += r.provenance.get("call_wall_time_s", r.runtime_s) / n_in_call
+        return total
+
+    def failure_text(self) -> str:
+        v = self.verdict
+        ci = "n/a" if v.ci_low is None else f"[{v.ci_low:.4g}, {v.ci_high:.4g}] ({v.ci_level:.0%} {v.ci_method})"
+        p = "n/a" if v.p_value is None else f"{v.p_value:.3g}"
+        est = "n/a" if v.estimate is None else f"{v.estimate:.4g}"
+        return (
+            f"{self.claim.id} [{self.scale}]: expected {self.expected}, got {v.outcome}\n"
+            f"  statement: {self.claim.statement}\n"
+            f"  metric:    {self.claim.metric}" + (f" at {self.claim.at:g}" if self.claim.at is not None else "") + "\n"
+            f"  estimate:  {est}  CI {ci}  threshold {v.threshold}\n"
+            f"  test:      {v.test}  p = {p}  alpha = {v.alpha}  n = {v.n}\n"
+            f"  why:       {v.message}"
+        )
+
+
+def _keys(claim: Claim, scale: str, seeds: Sequence[int]) -> dict[str, tuple[object, list[str]]]:
+    experiment = registry.get(claim.experiment)
+    version = experiment.code_version
+    keyed = {}
+    for arm in claim.arm_names():
+        params = resolve_params(claim, scale, arm)
+        dumped = params.model_dump(mode="json")
+        keyed[arm] = (params, [result_key(experiment.name, version, dumped, s) for s in seeds])
+    return keyed
+
+
+def _select(claim: Claim, result: StoredResult) -> float | list[float]:
+    value = result.metrics[claim.metric]
+    if claim.at is None or not isinstance(value, list):
+        return value
+    if len(result.sweep) != 1:
+        raise ValueError(f"claim {claim.id}: 'at' needs an experiment with one sweep axis, got {list(result.sweep)}")
+    axis, points = next(iter(result.sweep.items()))
+    matches = [i for i, x in enumerate(points) if math.isclose(x, claim.at, rel_tol=1e-9, abs_tol=1e-12)]
+    if len(matches) != 1:
+        raise ValueError(f"claim {claim.id}: at = {claim.at} is not a point of the sweep {axis} = {points}")
+    return value[matches[0]]
+
+
+def observations(claim: Claim, results: dict[str, list[StoredResult]]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Per-arm arrays for stats.decide: (n_seeds,) scalars, or (n_seeds, K) along the sweep."""
+    values: dict[str, np.ndarray] = {}
+    sweep = None
+    for arm, arm_results in results.items():
+        rows = [_select(claim, r) for r in arm_results]
+        array = np.asarray(rows, dtype=float)
+        if array.ndim == 2 and array.shape[1] == 1 and not isinstance(claim.assertion, Trend):
+            array = array[:, 0]
+        values[arm] = array
+        if arm_results and arm_results[0].sweep:
+            sweep = np.asarray(next(iter(arm_results[0].sweep.values())), dtype=float)
+    return values, sweep
+
+
+def evaluate(claim: Claim, scale: str, store: Store, *, wall_s: float = 0.0, computed: int = 0) -> ClaimRun:
+    """Judge a claim from stored results alone; missing seeds make it 'error' (not run)."""
+    seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
+    keyed = _keys(claim, scale, seeds)
+    results: dict[str, list[StoredResult]] = {}
+    for arm, (_, keys) in keyed.items():
+        loaded = [store.load(claim.experiment, k) for k in keys]
+        results[arm] = [r for r in loaded if r is not None]
+    run = ClaimRun(claim, scale, verdict=None, seeds=seeds, results=results, computed=computed, wall_s=wall_s)  # type: ignore[arg-type]
+    missing = sum(len(seeds) - len(r) for r in results.values())
+    if missing:
+        run.verdict = stats.error_verdict(claim.assertion, f"not run: {missing} of {len(seeds) * len(results)} results missing at scale {scale}")
+        return run
+    try:
+        values, sweep = observations(claim, results)
+        run.verdict = stats.decide(claim.assertion, values, sweep)
+    except (ValueError, KeyError) as exc:
+        run.verdict = stats.error_verdict(claim.assertion, str(exc))
+    return run
+
+
+def run_claim(
+    claim: Claim,
+    scale: str,
+    *,
+    store: Store,
+    device: str = "auto",
+    force: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+) -> ClaimRun:
+    """Compute what the store lacks for this claim (or everything, with force), then evaluate."""
+    started = time.perf_counter()
+    device = resolve_device(device)
+    experiment = registry.get(claim.experiment)
+    seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
+    computed = 0
+    for arm, (params, keys) in _keys(claim, scale, seeds).items():
+        todo = [(s, k) for s, k in zip(seeds, keys) if force or not store.has(experiment.name, k)]
+        if not todo:
+            continue
+        if on_progress:
+            arm_label = "" if arm == "main" else f" arm {arm}"
+            on_progress(f"{claim.id}{arm_label}: {len(todo)} seed(s) on {device}")
+        call_started = time.perf_counter()
+        try:
+            produced = experiment.run(params, [s for s, _ in todo], device)
+        except Exception as exc:  # an experiment crash is a verdict, not a traceback for the user
+            log.debug("experiment %s crashed:\n%s", experiment.name, traceback.format_exc())
+            verdict = stats.error_verdict(claim.assertion, f"{experiment.name} raised {type(exc).__name__}: {exc}")
+            return ClaimRun(claim, scale, verdict, seeds, wall_s=time.perf_counter() - started)
+        call_wall = time.perf_counter() - call_started
+        prov = provenance.collect(device, [s for s, _ in todo], call_wall)
+        if len(produced) != len(todo):
+            raise RuntimeError(f"{experiment.name} returned {len(produced)} results for {len(todo)} seeds")
+        dumped = params.model_dump(mode="json")  # type: ignore[attr-defined]
+        for (seed, key), result in zip(todo, produced):
+            if result.seed != seed:
+                raise RuntimeError(f"{experiment.name} returned seed {result.seed} where {seed} was asked")
+            store.save(
+                experiment.name,
+                key,
+                params=dumped,
+                seed=seed,
+                metrics=result.metrics,
+                sweep=result.sweep,
+                arrays=result.arrays,
+                provenance=prov,
+                runtime_s=call_wall / len(todo),
+            )
+            computed += 1
+    return evaluate(claim, scale, store, wall_s=time.perf_counter() - started, computed=computed)

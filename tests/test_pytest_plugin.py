@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from .helpers import SOURCES, claim_text
+
+
+@pytest.fixture
+def claims_dir(pytester):
+    folder = pytester.mkdir("claims")
+    (folder / "sources.toml").write_text(textwrap.dedent(SOURCES))
+    return folder
+
+
+def test_two_items_per_claim_and_full_needs_gpu(pytester, claims_dir, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    (claims_dir / "demo.toml").write_text(claim_text())
+    result = pytester.runpytest_inprocess("claims", "-v", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*demo.mean-positive?ci? PASSED*", "*full scale*GPU*"])
+
+
+def test_not_gpu_deselects_full(pytester, claims_dir):
+    (claims_dir / "demo.toml").write_text(claim_text())
+    result = pytester.runpytest_inprocess("claims", "-m", "not gpu", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_failure_text_says_what_was_found(pytester, claims_dir):
+    # Draws with mean -1 cannot have a mean above 0: expecting "reproduced" must fail, with the evidence.
+    (claims_dir / "demo.toml").write_text(claim_text(mean=-1.0))
+    result = pytester.runpytest_inprocess("claims", "-m", "not gpu", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, deselected=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*expected reproduced, got not_reproduced*",
+            "*statement: Draws with mean 1 have a mean above 0*",
+            "*estimate:*CI*threshold 0.0*",
+            "*test:*scipy.stats.ttest_1samp*p = *",
+        ]
+    )
+
+
+def test_negative_control_passes_when_not_reproduced(pytester, claims_dir):
+    (claims_dir / "demo.toml").write_text(claim_text(mean=-1.0, expect="not_reproduced"))
+    result = pytester.runpytest_inprocess("claims", "-m", "not gpu", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_malformed_file_is_a_collection_error_naming_the_field(pytester, claims_dir):
+    (claims_dir / "demo.toml").write_text(claim_text().replace("seeds = 12", "seeds = -1"))
+    result = pytester.runpytest_inprocess("claims", "-p", "no:cacheprovider")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*demo.toml: claim 'demo.mean-positive': field 'seeds'*"])
+
+
+def test_other_toml_files_are_ignored(pytester):
+    pytester.makefile(".toml", other='[tool]\nname = "x"\n')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
