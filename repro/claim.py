@@ -24,7 +24,7 @@ TOML shape (one file per source, any number of ``[[claim]]`` tables)::
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -75,9 +75,7 @@ class Predicate(_Strict):
 
     op: Literal[">", ">=", "<", "<=", "==", "!="]
     value: float = Field(allow_inf_nan=False)
-    tolerance: float = Field(
-        1e-9, ge=0.0, description="Absolute tolerance for '==' and '!=' (counts compare exactly)."
-    )
+    tolerance: float = Field(1e-9, ge=0.0, description="Absolute tolerance for '==' and '!=' (counts compare exactly).")
 
 
 class Greater(_Strict):
@@ -147,9 +145,7 @@ class Equivalent(_Strict):
     alpha: Alpha = ALPHA_DEFAULT
 
 
-Assertion = Annotated[
-    Union[Greater, Less, Proportion, Trend, Difference, Equivalent], Field(discriminator="test")
-]
+Assertion = Annotated[Greater | Less | Proportion | Trend | Difference | Equivalent, Field(discriminator="test")]
 
 
 class Scale(BaseModel):

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -65,7 +65,9 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if version:
         console.print(f"repro {__version__}")
         raise typer.Exit(0)
@@ -76,10 +78,13 @@ def list_claims(claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
     """Print every claim: id, source, statement, scales."""
     claim_set = _load(claims)
     table = Table(show_lines=False)
-    for column in ("id", "source", "statement", "expect", "seeds ci/full"):
+    table.add_column("id", no_wrap=True)
+    for column in ("source", "statement", "expect", "seeds ci/full"):
         table.add_column(column, overflow="fold")
     for claim in claim_set:
-        expect = claim.expect if claim.expected("ci") == claim.expect else f"{claim.expected('ci')} (ci) / {claim.expect}"
+        expect = (
+            claim.expect if claim.expected("ci") == claim.expect else f"{claim.expected('ci')} (ci) / {claim.expect}"
+        )
         table.add_row(claim.id, claim.source, claim.statement, expect, f"{claim.n_seeds('ci')}/{claim.n_seeds('full')}")
     console.print(table)
     console.print(f"{len(claim_set)} claims from {claims}")
@@ -147,7 +152,7 @@ def verdict_table(runs: list[ClaimRun], title: str) -> Table:
     table = Table(title=title)
     for column in ("claim", "verdict", "expected", "estimate", "CI", "threshold", "p", "p (Holm)", "seeds", "time"):
         table.add_column(column, overflow="fold")
-    for run, p_adj in zip(runs, adjusted):
+    for run, p_adj in zip(runs, adjusted, strict=True):
         v = run.verdict
         colour = _COLOURS[v.outcome]
         mark = "" if run.as_expected else " ✗"
@@ -169,12 +174,12 @@ def verdict_table(runs: list[ClaimRun], title: str) -> Table:
 
 @app.command()
 def run(
-    ids: Annotated[Optional[list[str]], typer.Argument(help="Claim ids or id prefixes; all when omitted.")] = None,
+    ids: Annotated[list[str] | None, typer.Argument(help="Claim ids or id prefixes; all when omitted.")] = None,
     scale: ScaleOpt = "ci",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Recompute results already in the store.")] = False,
     claims: ClaimsOpt = DEFAULT_CLAIMS,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the verdicts as JSON here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the verdicts as JSON here.")] = None,
 ) -> None:
     """Run claims at a scale, caching per-seed results in the store, and print the verdicts."""
     _check_scale(scale)
@@ -194,7 +199,11 @@ def run(
             progress.update(task, description=f"{claim.id}")
             try:
                 result = run_claim(
-                    claim, scale, store=store, device=device, force=force,
+                    claim,
+                    scale,
+                    store=store,
+                    device=device,
+                    force=force,
                     on_progress=lambda msg: progress.update(task, description=msg),
                 )
             except ReproError as exc:
@@ -207,12 +216,36 @@ def run(
     for r in wrong:
         console.print(r.failure_text(), markup=False, highlight=False)
     if json_out:
-        json_out.write_text(json.dumps([{"id": r.claim.id, "scale": scale, "expect": r.expected, **r.verdict.model_dump(mode="json")} for r in runs], indent=1))
+        json_out.write_text(
+            json.dumps(
+                [
+                    {"id": r.claim.id, "scale": scale, "expect": r.expected, **r.verdict.model_dump(mode="json")}
+                    for r in runs
+                ],
+                indent=1,
+            )
+        )
     console.print(
         f"{len(runs) - len(wrong)} of {len(runs)} claims as expected in {time.perf_counter() - started:.1f}s "
         f"({sum(r.computed for r in runs)} seed results computed, the rest from the store)"
     )
     raise typer.Exit(1 if wrong else 0)
+
+
+@app.command()
+def report(
+    scale: ScaleOpt = "ci",
+    claims: ClaimsOpt = DEFAULT_CLAIMS,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default reports/<scale>/).")] = None,
+) -> None:
+    """Render DIR/index.html and DIR/results.json from the store alone (runs nothing)."""
+    from repro.report import build_report
+
+    _check_scale(scale)
+    claim_set = _load(claims)
+    started = time.perf_counter()
+    index = build_report(claim_set, Store.default(), scale, out or Path("reports") / scale)
+    console.print(f"wrote {index} in {time.perf_counter() - started:.1f}s")
 
 
 def main() -> None:  # console-script entry point

@@ -1,12 +1,12 @@
 """Every error a user can hit is one of these, with a message that says what to do.
 
-    ReproError
-    ├── ClaimFileError        a claims file is malformed (names file, claim id and field); exit 2
-    ├── UnknownExperimentError an experiment name that nothing registered; exit 2
-    ├── UnknownClaimError     a claim id on the command line that no file declares; exit 2
-    ├── DataUnavailableError  a full-scale dataset or weights file is missing (says how to get it)
-    ├── DeviceUnavailableError --device cuda where CUDA is absent
-    └── StoreError            a result in the store cannot be read
+ReproError
+├── ClaimFileError        a claims file is malformed (names file, claim id and field); exit 2
+├── UnknownExperimentError an experiment name that nothing registered; exit 2
+├── UnknownClaimError     a claim id on the command line that no file declares; exit 2
+├── DataUnavailableError  a full-scale dataset or weights file is missing (says how to get it)
+├── DeviceUnavailableError --device cuda where CUDA is absent
+└── StoreError            a result in the store cannot be read
 """
 
 from __future__ import annotations

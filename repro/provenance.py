@@ -73,5 +73,5 @@ def collect(device: Any, seeds: list[int], wall_time_s: float) -> dict[str, Any]
         "device": device_name(device),
         "seeds_in_call": list(seeds),
         "call_wall_time_s": round(wall_time_s, 3),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from repro import provenance, registry, stats
-from repro.claim import Claim, Difference, Equivalent, Trend
+from repro.claim import Claim, Trend
 from repro.errors import DeviceUnavailableError
 from repro.load import resolve_params
 from repro.store import Store, StoredResult, result_key
@@ -118,7 +118,9 @@ def _select(claim: Claim, result: StoredResult) -> float | list[float]:
     return value[matches[0]]
 
 
-def observations(claim: Claim, results: dict[str, list[StoredResult]]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def observations(
+    claim: Claim, results: dict[str, list[StoredResult]]
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Per-arm arrays for stats.decide: (n_seeds,) scalars, or (n_seeds, K) along the sweep."""
     values: dict[str, np.ndarray] = {}
     sweep = None
@@ -144,7 +146,9 @@ def evaluate(claim: Claim, scale: str, store: Store, *, wall_s: float = 0.0, com
     run = ClaimRun(claim, scale, verdict=None, seeds=seeds, results=results, computed=computed, wall_s=wall_s)  # type: ignore[arg-type]
     missing = sum(len(seeds) - len(r) for r in results.values())
     if missing:
-        run.verdict = stats.error_verdict(claim.assertion, f"not run: {missing} of {len(seeds) * len(results)} results missing at scale {scale}")
+        run.verdict = stats.error_verdict(
+            claim.assertion, f"not run: {missing} of {len(seeds) * len(results)} results missing at scale {scale}"
+        )
         return run
     try:
         values, sweep = observations(claim, results)
@@ -170,7 +174,7 @@ def run_claim(
     seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
     computed = 0
     for arm, (params, keys) in _keys(claim, scale, seeds).items():
-        todo = [(s, k) for s, k in zip(seeds, keys) if force or not store.has(experiment.name, k)]
+        todo = [(s, k) for s, k in zip(seeds, keys, strict=True) if force or not store.has(experiment.name, k)]
         if not todo:
             continue
         if on_progress:
@@ -188,7 +192,7 @@ def run_claim(
         if len(produced) != len(todo):
             raise RuntimeError(f"{experiment.name} returned {len(produced)} results for {len(todo)} seeds")
         dumped = params.model_dump(mode="json")  # type: ignore[attr-defined]
-        for (seed, key), result in zip(todo, produced):
+        for (seed, key), result in zip(todo, produced, strict=True):
             if result.seed != seed:
                 raise RuntimeError(f"{experiment.name} returned seed {result.seed} where {seed} was asked")
             store.save(

@@ -16,13 +16,32 @@ words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", 
 ident = st.from_regex(r"[a-z][a-z0-9]{0,6}(\.[a-z0-9][a-z0-9_-]{0,6}){0,3}", fullmatch=True)
 
 single_arm = st.one_of(
-    st.fixed_dictionaries({"test": st.sampled_from(["greater", "less"]), "threshold": finite, "alpha": alpha,
-                           "method": st.sampled_from(["t", "wilcoxon", "sign"])}),
-    st.fixed_dictionaries({"test": st.just("proportion"), "min_fraction": st.floats(0, 0.99), "alpha": alpha,
-                           "predicate": st.fixed_dictionaries({"op": st.sampled_from([">", ">=", "<", "<=", "==", "!="]),
-                                                               "value": finite})}),
-    st.fixed_dictionaries({"test": st.just("trend"), "direction": st.sampled_from(["increasing", "decreasing"]),
-                           "min_rho": st.floats(0, 0.99), "alpha": alpha}),
+    st.fixed_dictionaries(
+        {
+            "test": st.sampled_from(["greater", "less"]),
+            "threshold": finite,
+            "alpha": alpha,
+            "method": st.sampled_from(["t", "wilcoxon", "sign"]),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "test": st.just("proportion"),
+            "min_fraction": st.floats(0, 0.99),
+            "alpha": alpha,
+            "predicate": st.fixed_dictionaries(
+                {"op": st.sampled_from([">", ">=", "<", "<=", "==", "!="]), "value": finite}
+            ),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "test": st.just("trend"),
+            "direction": st.sampled_from(["increasing", "decreasing"]),
+            "min_rho": st.floats(0, 0.99),
+            "alpha": alpha,
+        }
+    ),
 )
 
 
@@ -44,11 +63,26 @@ def claims(draw):
         data["arms"] = {"a": {"model": "linear"}, "b": {"model": "relu_tied"}}
         data["assertion"] = draw(
             st.one_of(
-                st.fixed_dictionaries({"test": st.just("difference"), "a": st.just("a"), "b": st.just("b"),
-                                       "direction": st.sampled_from(["greater", "less"]), "margin": finite,
-                                       "alpha": alpha, "paired": st.booleans()}),
-                st.fixed_dictionaries({"test": st.just("equivalent"), "a": st.just("a"), "b": st.just("b"),
-                                       "margin": st.floats(1e-3, 1e3), "alpha": alpha}),
+                st.fixed_dictionaries(
+                    {
+                        "test": st.just("difference"),
+                        "a": st.just("a"),
+                        "b": st.just("b"),
+                        "direction": st.sampled_from(["greater", "less"]),
+                        "margin": finite,
+                        "alpha": alpha,
+                        "paired": st.booleans(),
+                    }
+                ),
+                st.fixed_dictionaries(
+                    {
+                        "test": st.just("equivalent"),
+                        "a": st.just("a"),
+                        "b": st.just("b"),
+                        "margin": st.floats(1e-3, 1e3),
+                        "alpha": alpha,
+                    }
+                ),
             )
         )
     else:
@@ -77,8 +111,17 @@ def test_assertion_union_is_discriminated_by_test():
 
 def test_claims_are_frozen():
     claim = Claim.model_validate(
-        {"id": "a.b", "source": "s", "statement": "a statement here", "evidence": "e", "experiment": "x",
-         "metric": "m", "seeds": 3, "assertion": {"test": "greater", "threshold": 1}, "scales": {"ci": {}}}
+        {
+            "id": "a.b",
+            "source": "s",
+            "statement": "a statement here",
+            "evidence": "e",
+            "experiment": "x",
+            "metric": "m",
+            "seeds": 3,
+            "assertion": {"test": "greater", "threshold": 1},
+            "scales": {"ci": {}},
+        }
     )
     with pytest.raises(ValidationError):
         claim.seeds = 4
@@ -87,6 +130,15 @@ def test_claims_are_frozen():
 def test_ci_scale_is_required():
     with pytest.raises(ValidationError, match="scales.ci"):
         Claim.model_validate(
-            {"id": "a.b", "source": "s", "statement": "a statement here", "evidence": "e", "experiment": "x",
-             "metric": "m", "seeds": 3, "assertion": {"test": "greater", "threshold": 1}, "scales": {"full": {}}}
+            {
+                "id": "a.b",
+                "source": "s",
+                "statement": "a statement here",
+                "evidence": "e",
+                "experiment": "x",
+                "metric": "m",
+                "seeds": 3,
+                "assertion": {"test": "greater", "threshold": 1},
+                "scales": {"full": {}},
+            }
         )

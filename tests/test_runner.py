@@ -73,7 +73,10 @@ def test_nan_metric_is_an_error_never_a_pass(claim, tmp_path, monkeypatch):
 
 
 def test_at_selects_one_sweep_point(tmp_path):
-    body = claim_text().replace("params = { mean = 1.0, sd = 0.5 }", "at = 2.0\nparams = { mean = -5.0, slope = 3.0, sd = 0.5, sweep = [0.0, 2.0] }")
+    body = claim_text().replace(
+        "params = { mean = 1.0, sd = 0.5 }",
+        "at = 2.0\nparams = { mean = -5.0, slope = 3.0, sd = 0.5, sweep = [0.0, 2.0] }",
+    )
     claim = load_claims(write_claims(tmp_path / "c", body)).get("demo.mean-positive")
     run = run_claim(claim, "ci", store=Store(tmp_path / "s"), device="cpu")
     assert run.verdict.outcome == "reproduced"

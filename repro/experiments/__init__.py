@@ -1,7 +1,13 @@
-"""Every experiment family registers here, in one visible place."""
+"""Every experiment family registers here, in one visible place, with its figure functions.
 
-from repro.experiments import calibration, tms
+Figures live in modules of their own (``*_plots.py``) so that editing a figure never changes an
+experiment's code version, which keys its cached results.
+"""
+
+from dataclasses import replace
+
+from repro.experiments import calibration, tms, tms_plots
 from repro.registry import register
 
 register(calibration.EXPERIMENT)
-register(tms.EXPERIMENT)
+register(replace(tms.EXPERIMENT, figures=tms_plots.FIGURES))

@@ -37,9 +37,7 @@ def run(params: CalibrationParams, seeds: Sequence[int], device: object = "cpu")
         value = params.mean + params.slope * x + rng.normal(0.0, params.sd, size=x.shape)  # (K,)
         if params.integer:
             value = np.round(value)
-        results.append(
-            SeedResult(seed=seed, metrics={"value": value.tolist()}, sweep={"x": x.tolist()})
-        )
+        results.append(SeedResult(seed=seed, metrics={"value": value.tolist()}, sweep={"x": x.tolist()}))
     return results
 
 

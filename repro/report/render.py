@@ -1,0 +1,332 @@
+"""Render ``DIR/index.html`` and ``DIR/results.json`` from the store alone.
+
+The report never runs an experiment: each claim is judged by :func:`repro.runner.evaluate`, which
+reads only stored results, and a claim with nothing stored is shown as "not run". Holm's
+correction is applied across every claim of the report that has a p-value.
+
+Determinism: the page holds no build time and no absolute path; every number is formatted here
+(not in the templates) with fixed precision; figures are SVG with fixed ids (see
+:mod:`repro.report.figures`). Rebuilding from the same store gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import markupsafe
+
+from repro import __version__, registry, stats
+from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion, Source, Trend
+from repro.load import ClaimSet, resolve_params
+from repro.report.figures import RenderedFigure, observed_figure, render_figures
+from repro.runner import ClaimRun, evaluate
+from repro.store import Store, StoredResult
+
+__all__ = ["STATUSES", "build_report", "status_of"]
+
+#: Display statuses, in the order the summary lists them; "not_run" is an error verdict whose
+#: results are missing from the store, shown grey rather than as a failure.
+STATUSES: dict[str, str] = {
+    "reproduced": "reproduced",
+    "not_reproduced": "not reproduced",
+    "inconclusive": "inconclusive",
+    "error": "error",
+    "not_run": "not run",
+}
+_NOT_RUN = re.compile(r"^(error:\s*)?not run\b", re.IGNORECASE)
+RESULTS_FORMAT = 1
+
+
+def status_of(run: ClaimRun) -> str:
+    """The verdict's outcome, or "not_run" for an error that only says results are missing."""
+    verdict = run.verdict
+    if verdict.outcome == "error" and _NOT_RUN.match(verdict.message.strip()):
+        return "not_run"
+    return verdict.outcome
+
+
+# -- formatting: every number on the page goes through these ---------------------------------------
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "—" if x is None else f"{x:.{digits}g}"
+
+
+def _p(p: float | None) -> str:
+    return "—" if p is None else f"{p:.2g}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 0.01:
+        return "< 0.01 s"
+    if seconds >= 600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _json_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def describe_assertion(claim: Claim) -> str:
+    """The claim's test in words, e.g. "n_represented > 5 (t test on the mean)"."""
+    a, metric = claim.assertion, claim.metric
+    if claim.at is not None:
+        metric = f"{metric} at {claim.at:g}"
+    if isinstance(a, (Greater, Less)):
+        location = {"t": "t test on the mean", "wilcoxon": "signed-rank test on the median", "sign": "sign test"}
+        return f"{metric} {'>' if isinstance(a, Greater) else '<'} {a.threshold:g} ({location[a.method]})"
+    if isinstance(a, Proportion):
+        pred = a.predicate
+        return f"more than {a.min_fraction:g} of observations have {metric} {pred.op} {pred.value:g}"
+    if isinstance(a, Trend):
+        return f"{metric} {a.direction} along the sweep (mean Spearman rho beyond {a.min_rho:g})"
+    if isinstance(a, Difference):
+        side = ">" if a.direction == "greater" else "<"
+        kind = "paired" if a.paired else "unpaired"
+        return f"{metric}[{a.a}] − {metric}[{a.b}] {side} {a.margin:g} ({kind}, {a.method})"
+    if isinstance(a, Equivalent):
+        return f"|{metric}[{a.a}] − {metric}[{a.b}]| < {a.margin:g} ({'paired' if a.paired else 'unpaired'} TOST)"
+    return a.test  # pragma: no cover - the union above is exhaustive
+
+
+# -- one claim, ready for the template ---------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One claim with every value the page shows already formatted as text."""
+
+    claim: Claim
+    file: str
+    source: Source | None
+    status: str
+    expected: str
+    as_expected: bool | None  # None: not judged (not run)
+    verdict: stats.Verdict
+    p_holm: float | None
+    seeds: list[int]
+    n_stored: int
+    n_wanted: int
+    runtime_s: float
+    assertion: str
+    params: list[tuple[str, bool, list[tuple[str, str]]]] = field(default_factory=list)
+    provenance: list[tuple[str, str]] = field(default_factory=list)
+    figures: list[RenderedFigure] = field(default_factory=list)
+
+    @property
+    def status_label(self) -> str:
+        return STATUSES[self.status]
+
+    @property
+    def source_url(self) -> str | None:
+        """Only web addresses become links (a claims file could hold a javascript: URL)."""
+        url = self.source.url if self.source else ""
+        return url if url.startswith(("https://", "http://")) else None
+
+    @property
+    def estimate(self) -> str:
+        return _num(self.verdict.estimate)
+
+    @property
+    def ci(self) -> str:
+        v = self.verdict
+        return "—" if v.ci_low is None or v.ci_high is None else f"[{v.ci_low:.4g}, {v.ci_high:.4g}]"
+
+    @property
+    def ci_about(self) -> str:
+        v = self.verdict
+        return "" if v.ci_low is None else f"{v.ci_level:.0%} {v.ci_method}"
+
+    @property
+    def threshold(self) -> str:
+        return _num(self.verdict.threshold)
+
+    @property
+    def p(self) -> str:
+        return _p(self.verdict.p_value)
+
+    @property
+    def p_opposite(self) -> str:
+        return _p(self.verdict.p_opposite)
+
+    @property
+    def p_adjusted(self) -> str:
+        return _p(self.p_holm)
+
+    @property
+    def runtime(self) -> str:
+        return _duration(self.runtime_s) if self.n_stored else "—"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.claim.id,
+            "file": self.file,
+            "source": self.claim.source,
+            "statement": self.claim.statement,
+            "experiment": self.claim.experiment,
+            "metric": self.claim.metric,
+            "at": self.claim.at,
+            "status": self.status,
+            "expect": self.expected,
+            "as_expected": self.as_expected,
+            "verdict": self.verdict.model_dump(mode="json"),
+            "p_holm": self.p_holm,
+            "seeds": self.seeds,
+            "results_stored": self.n_stored,
+            "results_expected": self.n_wanted,
+            "runtime_s": round(self.runtime_s, 3),
+        }
+
+
+def _provenance(results: Iterable[StoredResult]) -> list[tuple[str, str]]:
+    """Distinct provenance values over a claim's stored results, as (label, text) rows."""
+    values: dict[str, set[str]] = defaultdict(set)
+    dates: list[str] = []
+    calls: set[tuple[Any, ...]] = set()
+    for result in results:
+        p = result.provenance
+        sha = p.get("git_sha")
+        dirty = " (uncommitted changes)" if p.get("git_dirty") else ""
+        values["git commit"].add(f"{sha}{dirty}" if sha else "unknown (not a git checkout)")
+        values["device"].add(str(p.get("device") or "unknown"))
+        values["python"].add(str(p.get("python") or "unknown"))
+        values["platform"].add(str(p.get("platform") or "unknown"))
+        packages = p.get("packages") or {}
+        values["packages"].add(", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v) or "unknown")
+        if p.get("image_id"):
+            values["image"].add(str(p["image_id"]))
+        if p.get("date"):
+            dates.append(str(p["date"]))
+        calls.add((p.get("date"), tuple(p.get("seeds_in_call") or (result.seed,))))
+    if not calls:
+        return []
+    order = ("git commit", "packages", "python", "platform", "device", "image")
+    rows = [(label, "; ".join(sorted(values[label]))) for label in order if values.get(label)]
+    if dates:
+        first, last = min(dates), max(dates)
+        rows.append(("date", first if first == last else f"{first} to {last}"))
+    rows.append(("experiment calls", str(len(calls))))
+    return rows
+
+
+def _params(claim: Claim, run: ClaimRun) -> list[tuple[str, bool, list[tuple[str, str]]]]:
+    """(arm, as run?, sorted (name, value) rows) per arm: stored params, else the declared ones."""
+    out = []
+    for arm in claim.arm_names():
+        stored = run.results.get(arm) or []
+        as_run = bool(stored)
+        params = stored[0].params if as_run else resolve_params(claim, run.scale, arm).model_dump(mode="json")
+        out.append((arm, as_run, [(k, _json_value(params[k])) for k in sorted(params)]))
+    return out
+
+
+def _entry(run: ClaimRun, p_holm: float | None, claim_set: ClaimSet) -> Entry:
+    claim = run.claim
+    status = status_of(run)
+    stored = [r for arm in run.results.values() for r in arm]
+    entry = Entry(
+        claim=claim,
+        file=claim_set.files[claim.id].name if claim.id in claim_set.files else "",
+        source=claim_set.sources.get(claim.source),
+        status=status,
+        expected=run.expected,
+        as_expected=None if status == "not_run" else run.as_expected,
+        verdict=run.verdict,
+        p_holm=p_holm,
+        seeds=list(run.seeds),
+        n_stored=len(stored),
+        n_wanted=len(run.seeds) * len(claim.arm_names()),
+        runtime_s=run.runtime_s,
+        assertion=describe_assertion(claim),
+        params=_params(claim, run),
+        provenance=_provenance(stored),
+    )
+    if stored:
+        functions = {"per-seed values": observed_figure, **registry.get(claim.experiment).figures}
+        entry.figures = render_figures(claim, run, functions)
+    return entry
+
+
+# -- the page ------------------------------------------------------------------------------------------
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("repro.report", "templates"),
+        autoescape=True,  # every template here is HTML, whatever its file name ends with
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["breakable"] = _breakable
+    return env
+
+
+def _breakable(text: str) -> markupsafe.Markup:
+    """Dotted names may wrap after a dot, and nowhere else (long claim ids and test names)."""
+    return markupsafe.Markup(".<wbr>").join(markupsafe.escape(part) for part in str(text).split("."))
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _results_json(entries: list[Entry], scale: str, counts: dict[str, int]) -> str:
+    claims = [e.to_json() for e in entries]
+    document = {
+        "format": RESULTS_FORMAT,
+        "generator": f"repro {__version__}",
+        "scale": scale,
+        "counts": counts,
+        "as_expected": sum(1 for e in entries if e.as_expected),
+        "multiple_comparisons": "Holm (statsmodels multipletests, method='holm') over claims with a p-value",
+        "claims": claims,
+    }
+    return json.dumps(document, sort_keys=True, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -> Path:
+    """Judge every claim from ``store`` and write ``out_dir/index.html`` and ``out_dir/results.json``.
+
+    Runs no experiment. Returns the path of index.html.
+    """
+    out_dir = Path(out_dir)
+    runs = [evaluate(claim, scale, store) for claim in claim_set]
+    adjusted = stats.holm([run.verdict.p_value for run in runs])
+    entries = [_entry(run, p, claim_set) for run, p in zip(runs, adjusted, strict=True)]
+    counts = {status: sum(1 for e in entries if e.status == status) for status in STATUSES}
+
+    env = _environment()
+    style = env.get_template("_style.css.j2").render()
+    script = env.get_template("_script.js.j2").render()
+    html = env.get_template("index.html.j2").render(
+        scale=scale,
+        version=__version__,
+        entries=entries,
+        counts=[(status, STATUSES[status], counts[status]) for status in STATUSES],
+        n_as_expected=sum(1 for e in entries if e.as_expected),
+        n_judged=sum(1 for e in entries if e.as_expected is not None),
+        sources=sorted({e.claim.source for e in entries}),
+        files=sorted({e.file for e in entries if e.file}),
+        statuses=STATUSES,
+        style=markupsafe.Markup(style),  # our own static text, hashed into the CSP below
+        script=markupsafe.Markup(script),
+        csp=f"default-src 'none'; img-src data:; style-src {_csp_hash(style)}; script-src {_csp_hash(script)}; "
+        "base-uri 'none'; form-action 'none'",
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = out_dir / "index.html"
+    index.write_bytes(html.encode("utf-8"))
+    (out_dir / "results.json").write_bytes(_results_json(entries, scale, counts).encode("utf-8"))
+    return index
