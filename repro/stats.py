@@ -170,7 +170,10 @@ def _proportion(a: Proportion, values: Mapping[str, np.ndarray], sweep: Any) -> 
     }[op]  # fmt: skip
     k, n, p0 = int(hits.sum()), x.size, a.min_fraction
     claim_test = stats.binomtest(k, n, p=p0, alternative="greater")
-    ci = claim_test.proportion_ci(confidence_level=1 - 2 * a.alpha, method="wilson")
+    # Two-sided interval at 1 - 2*alpha, like every other kind (a one-sided test's own interval
+    # would end at 1 and hide how far the fraction could reach).
+    two_sided = stats.binomtest(k, n, p=p0, alternative="two-sided")
+    ci = two_sided.proportion_ci(confidence_level=1 - 2 * a.alpha, method="wilson")
     return _judge(
         a, test="scipy.stats.binomtest", estimate=k / n, ci=(float(ci.low), float(ci.high), "Wilson"),
         p=claim_test.pvalue, p_opp=stats.binomtest(k, n, p=p0, alternative="less").pvalue, n=n, threshold=p0,
