@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Reproduce the claims of superposition and interpretability papers, with statistics.",
 )
-console = Console()
+# Logs and pipes get a wide table (rich would assume 80 columns); a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 err_console = Console(stderr=True)
 
 ClaimsOpt = Annotated[Path, typer.Option("--claims", help="A claims file or folder.")]
@@ -150,19 +152,21 @@ def schema() -> None:
 def verdict_table(runs: list[ClaimRun], title: str) -> Table:
     adjusted = stats.holm([r.verdict.p_value for r in runs])
     table = Table(title=title)
-    for column in ("claim", "verdict", "expected", "estimate", "CI", "threshold", "p", "p (Holm)", "seeds", "time"):
+    table.add_column("claim", no_wrap=True)
+    for column in ("verdict", "estimate [CI]", "threshold", "p", "p (Holm)", "seeds", "time"):
         table.add_column(column, overflow="fold")
     for run, p_adj in zip(runs, adjusted, strict=True):
         v = run.verdict
-        colour = _COLOURS[v.outcome]
-        mark = "" if run.as_expected else " ✗"
-        ci = "" if v.ci_low is None else f"[{v.ci_low:.3g}, {v.ci_high:.3g}]"
+        verdict = f"[{_COLOURS[v.outcome]}]{v.outcome}[/]"
+        if not run.as_expected:
+            verdict += f" [bold red]✗ expected {run.expected}[/]"
+        estimate = "" if v.estimate is None else f"{v.estimate:.4g}"
+        if v.ci_low is not None:
+            estimate += f" [{v.ci_low:.3g}, {v.ci_high:.3g}]"
         table.add_row(
             run.claim.id,
-            f"[{colour}]{v.outcome}[/]{mark}",
-            run.expected,
-            "" if v.estimate is None else f"{v.estimate:.4g}",
-            ci,
+            verdict,
+            estimate,
             "" if v.threshold is None else f"{v.threshold:g}",
             "" if v.p_value is None else f"{v.p_value:.2g}",
             "" if p_adj is None else f"{p_adj:.2g}",

@@ -26,6 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from repro.claim import Claim
+from repro.report.figures import results_only
 from repro.runner import ClaimRun
 from repro.store import StoredResult
 
@@ -134,6 +135,7 @@ def _per_model(
 # -- per-model pictures --------------------------------------------------------------------------------
 
 
+@results_only
 def wtw_heatmaps(claim: Claim, run: ClaimRun) -> Figure | None:
     """W^T W (W2 W1 for the untied net) beside the bias b, one panel per sparsity: the paper's picture."""
     untied = any("W2" in _arrays(results[0]) for _, results in _arms(run))
@@ -172,6 +174,7 @@ def _gram(arrays: dict[str, np.ndarray], k: int) -> np.ndarray:
     return W.T @ W  # (n, n)
 
 
+@results_only
 def superposition_bars(claim: Claim, run: ClaimRun) -> Figure | None:
     """||W_i|| per feature, coloured by its superposition sum_{j!=i} (W_hat_i . W_j)^2 (zroe1's bars)."""
     arms = _arms(run)
@@ -211,6 +214,7 @@ def superposition_bars(claim: Claim, run: ClaimRun) -> Figure | None:
     return fig
 
 
+@results_only
 def feature_vectors_2d(claim: Claim, run: ClaimRun) -> Figure | None:
     """The columns W_i of a model with two hidden dimensions, as arrows in the plane (the intro picture)."""
     arms = _arms(run)

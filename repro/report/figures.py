@@ -72,14 +72,46 @@ def figure_to_data_uri(figure: Figure) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def render_figures(claim: Claim, run: ClaimRun, functions: Mapping[str, FigureFunction]) -> list[RenderedFigure]:
-    """Call every figure function in the mapping's order; a failing one becomes an error note."""
+def results_only(function: FigureFunction) -> FigureFunction:
+    """Mark a figure function that draws from the stored results alone, never from the claim.
+
+    Claims that share a setting share results, so such a figure is drawn once per distinct set of
+    results in a report, however many claims show it.
+    """
+    function.results_only = True  # type: ignore[attr-defined]
+    return function
+
+
+def _memo_key(name: str, function: FigureFunction, run: ClaimRun) -> tuple | None:
+    if not getattr(function, "results_only", False):
+        return None
+    return (name, tuple((arm, tuple(r.key for r in results)) for arm, results in sorted(run.results.items())))
+
+
+def render_figures(
+    claim: Claim,
+    run: ClaimRun,
+    functions: Mapping[str, FigureFunction],
+    memo: dict[tuple, RenderedFigure] | None = None,
+) -> list[RenderedFigure]:
+    """Call every figure function in the mapping's order; a failing one becomes an error note.
+
+    ``memo`` (one dict per report) keeps the figures of :func:`results_only` functions by the
+    results they were drawn from.
+    """
     rendered = []
     for name, function in functions.items():
+        key = _memo_key(name, function, run) if memo is not None else None
+        if key is not None and key in memo:
+            if memo[key].uri is not None or memo[key].error is not None:
+                rendered.append(memo[key])
+            continue
         try:
             with matplotlib.rc_context(RC):
                 figure = function(claim, run)
                 if figure is None:
+                    if key is not None:
+                        memo[key] = RenderedFigure(name)
                     continue
                 if not isinstance(figure, Figure):
                     raise TypeError(f"returned {type(figure).__name__}, not a matplotlib Figure or None")
@@ -90,6 +122,8 @@ def render_figures(claim: Claim, run: ClaimRun, functions: Mapping[str, FigureFu
             rendered.append(RenderedFigure(name, error=f"{type(exc).__name__}: {exc}"))
             continue
         rendered.append(RenderedFigure(name, uri=uri))
+        if key is not None:
+            memo[key] = rendered[-1]
     return rendered
 
 

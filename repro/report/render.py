@@ -230,7 +230,7 @@ def _params(claim: Claim, run: ClaimRun) -> list[tuple[str, bool, list[tuple[str
     return out
 
 
-def _entry(run: ClaimRun, p_holm: float | None, claim_set: ClaimSet) -> Entry:
+def _entry(run: ClaimRun, p_holm: float | None, claim_set: ClaimSet, memo: dict) -> Entry:
     claim = run.claim
     status = status_of(run)
     stored = [r for arm in run.results.values() for r in arm]
@@ -253,7 +253,7 @@ def _entry(run: ClaimRun, p_holm: float | None, claim_set: ClaimSet) -> Entry:
     )
     if stored:
         functions = {"per-seed values": observed_figure, **registry.get(claim.experiment).figures}
-        entry.figures = render_figures(claim, run, functions)
+        entry.figures = render_figures(claim, run, functions, memo)
     return entry
 
 
@@ -304,7 +304,8 @@ def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -
     out_dir = Path(out_dir)
     runs = [evaluate(claim, scale, store) for claim in claim_set]
     adjusted = stats.holm([run.verdict.p_value for run in runs])
-    entries = [_entry(run, p, claim_set) for run, p in zip(runs, adjusted, strict=True)]
+    memo: dict = {}  # figures drawn from results alone, shared by the claims that share results
+    entries = [_entry(run, p, claim_set, memo) for run, p in zip(runs, adjusted, strict=True)]
     counts = {status: sum(1 for e in entries if e.status == status) for status in STATUSES}
 
     env = _environment()
