@@ -15,6 +15,8 @@ from repro.store import Store
 
 from .helpers import write_claims
 
+TOTAL = 5 * 8  # claims x seeds
+
 CLAIM = """
 [[claim]]
 id = "resume.p{index}"
@@ -23,11 +25,11 @@ statement = "A ReLU toy model at feature probability {p} represents at least one
 evidence = "Test fixture"
 experiment = "tms.train"
 metric = "n_represented"
-seeds = 3
-assertion = {{ test = "greater", threshold = 0.5 }}
+seeds = 8
+assertion = {{ test = "greater", threshold = 0.5, method = "sign" }}
 params = {{ n_features = 8, n_hidden = 3, feature_probability = [{p}], steps = {steps}, batch = 256 }}
 [claim.scales.ci]
-seeds = 3
+seeds = 8
 """
 
 
@@ -52,7 +54,7 @@ def test_kill_nine_then_resume(tmp_path):
     _run(claims, home, wait_for_first_result=True)
 
     stored = list(home.glob("results/*/*/*.json"))
-    assert 0 < len(stored) < 15, "the kill should land part-way through the 15 seed results"
+    assert 0 < len(stored) < TOTAL, "the kill should land part-way through the seed results"
     for path in stored:  # every result that exists is whole: JSON parses and its arrays load
         json.loads(path.read_text())
         assert path.with_suffix(".npz").exists()
@@ -65,8 +67,8 @@ def test_kill_nine_then_resume(tmp_path):
 
     finished = _run(claims, home)
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    assert f"({15 - len(stored)} seed results computed" in finished.stdout
-    assert len(list(home.glob("results/*/*/*.json"))) == 15
+    assert f"({TOTAL - len(stored)} seed results computed" in finished.stdout
+    assert len(list(home.glob("results/*/*/*.json"))) == TOTAL
     assert not list(home.glob("results/*/*/.tmp-*"))
 
     again = _run(claims, home)  # everything cached now
