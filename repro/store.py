@@ -128,12 +128,13 @@ class Store:
         )
 
     def __iter__(self) -> Iterator[Path]:
-        yield from sorted((self.root / "results").glob("*/*/*.json"))
+        yield from sorted(p for p in (self.root / "results").glob("*/*/*.json") if not p.name.startswith(_TMP_PREFIX))
 
     # -- writing -----------------------------------------------------------------------------------
     def _atomic_write(self, target: Path, write) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=target.suffix, dir=target.parent)
+        # The temporary name ends in .partial, so no reader's *.json / *.npz pattern ever sees it.
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".partial", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 write(handle)
