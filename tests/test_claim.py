@@ -109,36 +109,19 @@ def test_assertion_union_is_discriminated_by_test():
         adapter.validate_python({"test": "greater", "threshold": 1, "margin": 3})  # extra field
 
 
+def _minimal(scales: dict) -> dict:
+    return {
+        "id": "a.b", "source": "s", "statement": "a statement here", "evidence": "e", "experiment": "x",
+        "metric": "m", "seeds": 3, "assertion": {"test": "greater", "threshold": 1}, "scales": scales,
+    }  # fmt: skip
+
+
 def test_claims_are_frozen():
-    claim = Claim.model_validate(
-        {
-            "id": "a.b",
-            "source": "s",
-            "statement": "a statement here",
-            "evidence": "e",
-            "experiment": "x",
-            "metric": "m",
-            "seeds": 3,
-            "assertion": {"test": "greater", "threshold": 1},
-            "scales": {"ci": {}},
-        }
-    )
+    claim = Claim.model_validate(_minimal({"ci": {}}))
     with pytest.raises(ValidationError):
         claim.seeds = 4
 
 
 def test_ci_scale_is_required():
     with pytest.raises(ValidationError, match="scales.ci"):
-        Claim.model_validate(
-            {
-                "id": "a.b",
-                "source": "s",
-                "statement": "a statement here",
-                "evidence": "e",
-                "experiment": "x",
-                "metric": "m",
-                "seeds": 3,
-                "assertion": {"test": "greater", "threshold": 1},
-                "scales": {"full": {}},
-            }
-        )
+        Claim.model_validate(_minimal({"full": {}}))
