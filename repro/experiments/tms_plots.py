@@ -10,10 +10,8 @@ untied net), W2 (K, n, m) untied only, b (K, n), norms / superposition / dimensi
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -26,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from repro.claim import Claim
-from repro.report.figures import results_only
+from repro.report.figures import arms_with_results, results_only, seed_arrays
 from repro.runner import ClaimRun
 from repro.store import StoredResult
 
@@ -49,22 +47,8 @@ ARM_COLOURS = ("#1f4e79", "#b4541a", "#3f7f3f")
 # -- reading the stored results ------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=64)
-def _load_arrays(path: Path, mtime_ns: int) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
-
-
-def _arrays(result: StoredResult) -> dict[str, np.ndarray]:
-    """The seed's arrays, cached by file and modification time (several figures read the same seed)."""
-    npz = result.path.with_suffix(".npz")
-    if not npz.exists():
-        return {}
-    return _load_arrays(npz, npz.stat().st_mtime_ns)
-
-
 def _arms(run: ClaimRun) -> list[tuple[str, list[StoredResult]]]:
-    return [(arm, results) for arm, results in run.results.items() if results][:MAX_ARMS]
+    return arms_with_results(run, MAX_ARMS)
 
 
 def _sweep(result: StoredResult) -> np.ndarray:
@@ -100,7 +84,7 @@ def _per_model(
     Returns (figure, what each draw returned, colour-bar axes or None). The margins are fixed in
     inches rather than found by a layout engine, which would double the drawing time of a grid.
     """
-    rows = [(arm, results[0], _arrays(results[0])) for arm, results in _arms(run)]
+    rows = [(arm, results[0], seed_arrays(results[0])) for arm, results in _arms(run)]
     rows = [row for row in rows if needs in row[2]]
     if not rows:
         return None
@@ -138,10 +122,10 @@ def _per_model(
 @results_only
 def wtw_heatmaps(claim: Claim, run: ClaimRun) -> Figure | None:
     """W^T W (W2 W1 for the untied net) beside the bias b, one panel per sparsity: the paper's picture."""
-    untied = any("W2" in _arrays(results[0]) for _, results in _arms(run))
+    untied = any("W2" in seed_arrays(results[0]) for _, results in _arms(run))
     limit = 1.0  # symmetric colour scale, at least [-1, 1] as in the paper
     for _, results in _arms(run):
-        arrays = _arrays(results[0])
+        arrays = seed_arrays(results[0])
         for k in range(arrays["W"].shape[0] if "W" in arrays else 0):
             limit = max(limit, float(np.nanmax(np.abs(_gram(arrays, k)), initial=0.0)))
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
@@ -157,7 +141,7 @@ def wtw_heatmaps(claim: Claim, run: ClaimRun) -> Figure | None:
         ax.set_yticks([])
         return image
 
-    n = next((_arrays(rs[0])["W"].shape[2] for _, rs in _arms(run) if "W" in _arrays(rs[0])), 1)
+    n = next((seed_arrays(rs[0])["W"].shape[2] for _, rs in _arms(run) if "W" in seed_arrays(rs[0])), 1)
     panel = (1.7, 1.7 * n / (n + 2))  # square cells: n rows, n + 2 columns
     made = _per_model(run, draw, ("$W_2 W_1$" if untied else "$W^{\\top}W$") + " and bias b", panel)
     if made is None:
@@ -183,7 +167,7 @@ def superposition_bars(claim: Claim, run: ClaimRun) -> Figure | None:
     threshold = float(arms[0][1][0].params.get("represented_threshold", 0.5))
     norm = Normalize(0.0, 1.0)
     cmap = matplotlib.colormaps["plasma"]
-    longest = max(float(np.nanmax(_arrays(rs[0]).get("norms", np.zeros(1)), initial=0.0)) for _, rs in arms)
+    longest = max(float(np.nanmax(seed_arrays(rs[0]).get("norms", np.zeros(1)), initial=0.0)) for _, rs in arms)
 
     def draw(ax: Any, arrays: dict[str, np.ndarray], k: int, result: StoredResult) -> Any:
         norms = np.nan_to_num(arrays["norms"][k].astype(np.float64))  # (n,)
@@ -221,8 +205,8 @@ def feature_vectors_2d(claim: Claim, run: ClaimRun) -> Figure | None:
     if not arms or int(arms[0][1][0].params.get("n_hidden", 0)) != 2:
         return None
     cmap = matplotlib.colormaps["viridis"]
-    longest = max(float(np.nanmax(np.linalg.norm(_arrays(rs[0]).get("W", np.zeros((1, 2, 1))), axis=1), initial=0.0))
-                  for _, rs in arms)  # fmt: skip
+    weights = [seed_arrays(rs[0]).get("W", np.zeros((1, 2, 1))) for _, rs in arms]
+    longest = max(float(np.nanmax(np.linalg.norm(w, axis=1), initial=0.0)) for w in weights)
     reach = max(longest, 0.1) * 1.15  # one scale for every panel: lengths compare across sparsities
 
     def draw(ax: Any, arrays: dict[str, np.ndarray], k: int, result: StoredResult) -> Any:
@@ -331,7 +315,7 @@ def dimensionality_vs_sparsity(claim: Claim, run: ClaimRun) -> Figure | None:
     for colour, (arm, results, sweep) in zip(ARM_COLOURS, arms, strict=False):
         x_all = 1.0 / sweep  # (K,)
         for result in results:
-            dimensionality = _arrays(result).get("dimensionality")  # (K, n)
+            dimensionality = seed_arrays(result).get("dimensionality")  # (K, n)
             if dimensionality is None or dimensionality.shape[0] != sweep.size:
                 continue
             shown = np.isfinite(dimensionality) & (dimensionality > 0)  # unrepresented features hold 0

@@ -1,0 +1,241 @@
+"""Toy-model training throughput: the batched trainer against the sources' one-model-at-a-time loop.
+
+The batched trainer (:mod:`repro.experiments.toy`) trains I models as instances of one tensor, with
+hand-written gradients and the data drawn on the device. The sources (the paper's notebook before
+its n_instances trick, seed 002, zroe1's intro and superposition notebooks) train one model per loop
+iteration: an ``nn.Module``, ``torch.optim.Adam``, autograd. Both run here side by side, in one
+process, on the same device, on the same ReLU toy model (x' = ReLU(W^T W x + b), Adam lr 1e-3, loss
+sum_i I_i (x_i - x'_i)^2 averaged over the batch, feature probability p, values U[0, 1]).
+
+Throughput is instance-steps per second: models x optimizer steps / wall time. The loop trains its
+models one after another, so its rate does not depend on how many models there are; it is measured
+on a time box (``--seconds``) and its rate holds for any count. Before the timings, both train the
+same few models from the same initial weights on the same recorded batches, and their final weights
+must agree (``--check-steps`` steps; fails loudly otherwise).
+
+Run (the figures in benchmarks/README.md came from these)::
+
+    .venv/bin/python benchmarks/bench_toy.py --device cpu
+    .venv/bin/python benchmarks/bench_toy.py --device cuda --instances 1 100 10000 1000000
+    .venv/bin/python benchmarks/bench_toy.py --device cuda --diagram   # zroe1's 10^6-model diagram, timed
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from repro.experiments import toy
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    n: int  # features
+    m: int  # hidden
+    batch: int
+    probability: float  # 1 - S
+
+    def importance(self, device: torch.device | str) -> Tensor:
+        if self.n == 2:
+            return torch.tensor([1.0, 0.5], device=device)  # the phase diagram's shape: r = 0.5
+        return 0.7 ** torch.arange(self.n, dtype=torch.float32, device=device)  # the paper's 0.7^i
+
+
+CONFIGS = {
+    "20x5": Config("n=20, m=5, batch 1024", n=20, m=5, batch=1024, probability=0.05),
+    "2x1": Config("n=2, m=1, batch 64", n=2, m=1, batch=64, probability=0.1),
+}
+#: Instance counts per configuration; 10^6 models of (20, 5) at batch 1024 would need 80 GB of data.
+MAX_INSTANCES = {"20x5": 10_000, "2x1": 1_000_000}
+LR = 1e-3
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# -- the batched trainer -------------------------------------------------------------------------
+
+
+def _batched(config: Config, instances: int, device: torch.device, seed: int = 0, seeds: int = 1):
+    """``instances`` models as ``seeds`` seeds x instances / seeds sweep points (one generator per seed)."""
+    per_seed = instances // seeds
+    gens = toy.make_generators(range(seed, seed + seeds), device)
+    models = toy.init_models(gens, per_seed, config.n, config.m, "relu_tied")
+    p = torch.full((per_seed, config.n), config.probability, device=device)  # (K, n)
+    sampler = toy.FeatureSampler(gens, p, config.batch, "paper")
+    importance = config.importance(device).expand(per_seed, config.n)  # (K, n)
+    return models, sampler, importance
+
+
+def batched_rate(
+    config: Config, instances: int, device: torch.device, seconds: float, seeds: int = 1
+) -> tuple[float, int]:
+    """(instance-steps per second, steps timed) of toy.train on ``instances`` models."""
+    models, sampler, importance = _batched(config, instances, device, seeds=seeds)
+    settings = toy.TrainSettings(steps=2, lr=LR, optimizer="adam")
+    toy.train(models, sampler, importance, settings)  # warm-up: allocations, kernels, thread pools
+    _sync(device)
+    started = time.perf_counter()
+    toy.train(models, sampler, importance, settings)
+    _sync(device)
+    per_step = (time.perf_counter() - started) / settings.steps
+    steps = max(3, min(5000, int(seconds / max(per_step, 1e-6))))
+    started = time.perf_counter()
+    toy.train(models, sampler, importance, toy.TrainSettings(steps=steps, lr=LR, optimizer="adam"))
+    _sync(device)
+    return instances * steps / (time.perf_counter() - started), steps
+
+
+# -- the sources' loop ---------------------------------------------------------------------------
+
+
+class ToyModel(nn.Module):
+    """One model, as the sources write it."""
+
+    def __init__(self, W: Tensor, b: Tensor):
+        super().__init__()
+        self.W = nn.Parameter(W.clone())  # (m, n)
+        self.b = nn.Parameter(b.clone())  # (n,)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = x @ self.W.T  # (B, m)
+        return torch.relu(hidden @ self.W + self.b)  # (B, n)
+
+
+def _naive_step(model: ToyModel, optimizer: torch.optim.Optimizer, x: Tensor, importance: Tensor) -> None:
+    loss = (importance * (model(x) - x) ** 2).sum(-1).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def naive_rate(config: Config, device: torch.device, seconds: float, steps_per_model: int = 100) -> tuple[float, int]:
+    """(instance-steps per second, model-steps timed) of the one-model loop, time-boxed.
+
+    Models are trained one after another, ``steps_per_model`` steps each, until the time box ends
+    (the last model may stop part-way): the rate per model-step is what the loop costs.
+    """
+    importance = config.importance(device)
+    std = math.sqrt(2.0 / (config.m + config.n))  # xavier_normal, as the batched trainer
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def train_one(steps: int, deadline: float = math.inf) -> int:
+        W = torch.randn(config.m, config.n, generator=generator, device=device) * std
+        model = ToyModel(W, torch.zeros(config.n, device=device))
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        for step in range(steps):
+            values = torch.rand(config.batch, config.n, generator=generator, device=device)
+            keep = torch.rand(config.batch, config.n, generator=generator, device=device) < config.probability
+            _naive_step(model, optimizer, values * keep, importance)
+            if time.perf_counter() > deadline:
+                return step + 1
+        return steps
+
+    train_one(3)  # warm-up
+    _sync(device)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        done += train_one(steps_per_model, deadline=started + seconds)
+    _sync(device)
+    return done / (time.perf_counter() - started), done
+
+
+# -- the two agree ---------------------------------------------------------------------------------
+
+
+class _Recorder:
+    """A FeatureSampler that keeps a copy of every batch it hands out."""
+
+    def __init__(self, sampler: toy.FeatureSampler):
+        self.sampler, self.batch, self.batches = sampler, sampler.batch, []
+
+    def __call__(self) -> Tensor:
+        x = self.sampler()
+        self.batches.append(x.clone())  # (I, B, n)
+        return x
+
+
+def check_agreement(config: Config, device: torch.device, instances: int = 4, steps: int = 200) -> float:
+    """Largest |W_batched - W_loop| after both train the same models on the same batches."""
+    models, sampler, importance = _batched(config, instances, device, seed=1)
+    W0, b0 = models.W.clone(), models.b.clone()  # (I, m, n), (I, n)
+    recorder = _Recorder(sampler)
+    toy.train(models, recorder, importance, toy.TrainSettings(steps=steps, lr=LR, optimizer="adam"))
+    worst = 0.0
+    for i in range(instances):
+        model = ToyModel(W0[i], b0[i])
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        for x in recorder.batches:
+            _naive_step(model, optimizer, x[i], importance[i])
+        worst = max(worst, (model.W.detach() - models.W[i]).abs().max().item())
+        worst = max(worst, (model.b.detach() - models.b[i]).abs().max().item())
+    return worst
+
+
+def diagram(device: torch.device) -> None:
+    """zroe1's full phase diagram: 10 seeds x 100 x 1000 cells = 10^6 one-neuron models, timed end to end."""
+    from repro.experiments import phase
+    from repro.runner import replicate_seeds
+
+    params = phase.PhaseParams()  # full scale: 100 x 1000 grid, Adam 1e-2, 6000 steps, batch 64
+    seeds = replicate_seeds(0, 10)
+    started = time.perf_counter()
+    results = phase.run(params, seeds, device)
+    _sync(device)
+    wall = time.perf_counter() - started
+    shares = [r.metrics["antipodal_share_sparse"] for r in results]
+    models = len(seeds) * params.n_r * params.n_density
+    print(f"phase diagram: {models:,} models x {params.steps} steps on {device} in {wall:.1f} s "
+          f"(training, exact losses, classes); antipodal share at density <= 0.1: "
+          f"{min(shares):.3f}..{max(shares):.3f} over seeds")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--instances", nargs="+", type=int, default=[1, 100, 10_000])
+    parser.add_argument("--seconds", type=float, default=3.0, help="Time box of each measurement.")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="Spread the instances over this many seeds (generators): on CPU "
+        "the trainer draws different seeds' data on different threads, one seed's data on one thread.",
+    )  # fmt: skip
+    parser.add_argument("--check-steps", type=int, default=200, help="Steps of the agreement check; 0 skips it.")
+    parser.add_argument("--diagram", action="store_true", help="Only time the 10^6-model phase diagram.")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.diagram:
+        diagram(device)
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
+          f"instances spread over {args.seeds} seed(s)")  # fmt: skip
+    print("| config | instances | batched instance-steps/s | loop instance-steps/s | speed-up | steps timed |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for key in args.configs:
+        config = CONFIGS[key]
+        if args.check_steps:
+            worst = check_agreement(config, device, steps=args.check_steps)
+            if not worst < 1e-4:
+                raise SystemExit(f"{config.name}: batched and loop weights differ by {worst:.3g} after "
+                                 f"{args.check_steps} steps on the same batches")  # fmt: skip
+            print(f"| {config.name} | agreement: same init, same {args.check_steps} batches, 4 models: "
+                  f"max weight difference {worst:.1e} | | | | |")  # fmt: skip
+        loop, loop_steps = naive_rate(config, device, args.seconds)
+        for instances in args.instances:
+            if instances > MAX_INSTANCES[key] or instances < args.seeds:
+                continue
+            rate, steps = batched_rate(config, instances, device, args.seconds, args.seeds)
+            print(f"| {config.name} | {instances:,} | {rate:,.0f} | {loop:,.0f} | {rate / loop:,.1f}x | "
+                  f"batched {steps}, loop {loop_steps} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

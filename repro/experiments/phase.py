@@ -1,0 +1,400 @@
+"""Experiment ``phase.one_neuron``: the n=2, m=1 phase diagram of Elhage et al. (2022) and zroe1's.
+
+Two features, one hidden neuron. Feature 1 has importance 1, feature 2 importance r; both have
+density s = 1 - S. The grid is r (log-spaced, r_min..r_max) x s (log-spaced, density_min..
+density_max), K = n_r * n_density cells, cell k = i_r * n_density + i_density (r-major). One call
+trains, for every seed, one model per cell (``restarts`` models per cell if asked) as instances
+of one batched tensor with the trainer of :mod:`repro.experiments.toy`, data drawn on the device.
+Full scale is zroe1's 100 x 1000 grid with 10 seeds: 10^6 models in one tensor. Run it directly::
+
+    from repro.experiments.phase import PhaseParams, run
+    results = run(PhaseParams(n_r=10, n_density=12, steps=3000), [0, 1], "cpu")
+
+Theory (Wattenberg's notebook, SOURCES 4.3): the expected losses of the three natural solutions,
+    only_feature_1 (W = [1, 0], feature 2 ignored):  r (s/3 - s^2/4)
+    only_feature_2 (W = [0, 1], feature 1 ignored):  s/3 - s^2/4
+    antipodal      (W = [1, -1]):                    (1 + r) s^2 / 6
+and the theory's class of a cell is the cheapest. Antipodal wins below the boundary
+s*(r) = 4 min(1, r) / (2 (1 + r) + 3 min(1, r)) (0.571 at r = 1, 0.16 at r = 0.1 or 10).
+
+Empirical class of a trained model (W's columns w_1, w_2 in R^m, m = 1 here; bias b), where
+feature i is *reconstructed* when the output for x = e_i clears 1/2 before the ReLU,
+||w_i||^2 + b_i > 0.5 (a weight-only rule would call a dead model, whose negative biases keep
+every output at zero, antipodal whenever its initial weights had opposite signs):
+    only_feature_1  ||w_1|| > 0.8, ||w_2|| < 0.2, feature 1 reconstructed     (zroe1's weight rule)
+    only_feature_2  ||w_2|| > 0.8, ||w_1|| < 0.2, feature 2 reconstructed
+    antipodal       ||w_1||, ||w_2|| > 0.5, cos(w_1, w_2) <= -0.9 (m = 1: opposite signs), both
+                    reconstructed
+    other           anything else (both on one side, nothing learned, dead outputs, in between)
+
+Data variants: ``independent`` is the paper's (each feature present independently with probability
+s in every row, value U[0, 1]); ``zroe1_shared`` is zroe1's relu_models_train.ipynb, whose mask
+broadcast makes both features appear together (see :class:`SharedMaskSampler`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
+
+from repro.experiments import toy
+from repro.registry import Experiment, SeedResult
+
+__all__ = [
+    "CLASSES",
+    "EXPERIMENT",
+    "METRICS",
+    "PhaseParams",
+    "SharedMaskSampler",
+    "boundary_density",
+    "classify",
+    "expected_loss",
+    "far_from_boundary",
+    "grid",
+    "keep_lowest_loss",
+    "run",
+    "theory_class",
+    "theory_losses",
+]
+
+logger = logging.getLogger(__name__)
+
+N_FEATURES, N_HIDDEN = 2, 1
+#: Class codes, stored as floats in the per-cell metrics ``model_class`` and ``theory_class``.
+CLASSES: tuple[str, ...] = ("other", "only_feature_1", "only_feature_2", "antipodal")
+OTHER, ONLY_FEATURE_1, ONLY_FEATURE_2, ANTIPODAL = range(4)
+ONLY_ABOVE, ONLY_BELOW = 0.8, 0.2  # zroe1's "represents only feature i" rule
+ANTIPODAL_NORM, ANTIPODAL_COSINE = 0.5, -0.9
+RECONSTRUCTED = 0.5  # ||w_i||^2 + b_i, the output for x = e_i before the ReLU
+
+
+class PhaseParams(BaseModel):
+    """Parameters of ``phase.one_neuron``; defaults are zroe1's full-scale setting on the paper's axes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Literal["relu_tied", "linear"] = Field(
+        "relu_tied", description="relu_tied: x' = ReLU(W^T W x + b) (the paper's); linear: W^T W x + b (control)."
+    )
+    data: Literal["independent", "zroe1_shared"] = Field(
+        "independent",
+        description="independent: each feature present independently with probability s per row (the "
+        "paper); zroe1_shared: zroe1's mask broadcast, both features present together or absent together, "
+        "one draw per column shared by the whole batch (SharedMaskSampler).",
+    )
+    r_min: float = Field(0.1, gt=0.0, le=1e3, description="Smallest importance r of feature 2 (feature 1 has 1).")
+    r_max: float = Field(10.0, gt=0.0, le=1e3, description="Largest r.")
+    n_r: int = Field(100, ge=1, le=10_000, description="Importances, log-spaced from r_min to r_max.")
+    density_min: float = Field(1e-3, gt=0.0, le=1.0, description="Smallest feature density s = 1 - S.")
+    density_max: float = Field(1.0, gt=0.0, le=1.0, description="Largest density.")
+    n_density: int = Field(1000, ge=1, le=100_000, description="Densities, log-spaced.")
+    restarts: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="Models per cell and seed; a cell keeps the one of lowest exact expected loss on "
+        "independent data (the paper trains ten per point), whatever data it was trained on.",
+    )
+    steps: int = Field(6000, ge=1, le=10_000_000, description="Optimizer steps (zroe1: 6 epochs x 1000).")
+    batch: int = Field(64, ge=1, le=100_000, description="Rows of uniform values per step (zroe1: 64).")
+    lr: float = Field(1e-2, gt=0.0, le=10.0, description="Learning rate, constant (zroe1: Adam 1e-2).")
+    optimizer: toy.OptimizerKind = Field("adam", description="torch defaults apart from lr.")
+    init: toy.InitKind = Field("normal", description="normal: W ~ N(0, init_std^2) (zroe1); or xavier_normal.")
+    init_std: float = Field(1.5, gt=0.0, le=100.0, description="Weight std for init='normal' (zroe1: 1.5).")
+    bias_init: toy.BiasInitKind = Field("normal", description="normal: b ~ N(0, bias_std^2) (zroe1); or zeros.")
+    bias_std: float = Field(0.5, gt=0.0, le=100.0, description="Bias std for bias_init='normal' (zroe1: 0.5).")
+    loss_reduction: Literal["mean", "sum"] = Field(
+        "sum", description="Over the batch rows of sum_i I_i (x_i - x'_i)^2: zroe1 sums over rows and models."
+    )
+    sparse_max_density: float = Field(
+        0.1, gt=0.0, le=1.0, description="Cells with density at most this count as sparse (antipodal_share_sparse)."
+    )
+    far_factor: float = Field(
+        2.0, gt=1.0, le=100.0, description="A cell is far from the boundary when the theory's class is the "
+        "same everywhere within this factor of its r and s (agreement_far_from_boundary).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _ordered_axes(self) -> PhaseParams:
+        for low, high in (("r_min", "r_max"), ("density_min", "density_max")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})")
+        return self
+
+
+#: Public metric names. Per cell (lists of K): model_class, theory_class (codes of CLASSES) and loss
+#: (the model's exact expected loss). Per seed (floats): the rest.
+METRICS: tuple[str, ...] = (
+    "model_class",
+    "theory_class",
+    "loss",
+    "agreement",
+    "agreement_far_from_boundary",
+    "antipodal_share",
+    "antipodal_share_sparse",
+    "antipodal_share_sparse_min",
+    "single_feature_share_sparse",
+)
+
+
+# -- theory --------------------------------------------------------------------------------------
+
+
+def grid(params: PhaseParams, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """(r, density), each (K,) float64, r-major: cell k = i_r * n_density + i_density."""
+    r = _logspace(params.r_min, params.r_max, params.n_r, device)  # (n_r,)
+    s = _logspace(params.density_min, params.density_max, params.n_density, device)  # (n_density,)
+    return r.repeat_interleave(s.numel()), s.repeat(r.numel())
+
+
+def _logspace(low: float, high: float, n: int, device: torch.device | str) -> Tensor:
+    if n == 1:
+        return torch.tensor([math.sqrt(low * high)], dtype=torch.float64, device=device)
+    return torch.logspace(math.log10(low), math.log10(high), n, dtype=torch.float64, device=device)
+
+
+def theory_losses(r: Tensor, density: Tensor) -> Tensor:
+    """Expected loss per row of the three solutions, (K, 3): only_feature_1, only_feature_2, antipodal."""
+    s = density
+    single = s / 3 - s.square() / 4  # E[(x - E x)^2] of one feature: what ignoring it costs
+    return torch.stack([r * single, single, (1 + r) * s.square() / 6], dim=-1)
+
+
+def theory_class(r: Tensor, density: Tensor) -> Tensor:
+    """The cheapest solution's class code, (K,) int64 (ties go to the first of 1, 2, antipodal)."""
+    return theory_losses(r, density).argmin(-1) + ONLY_FEATURE_1
+
+
+def boundary_density(r: Tensor) -> Tensor:
+    """s*(r), below which the antipodal solution is the cheapest."""
+    low = torch.minimum(r, torch.ones_like(r))
+    return 4 * low / (2 * (1 + r) + 3 * low)
+
+
+def far_from_boundary(r: Tensor, density: Tensor, factor: float = 2.0, points: int = 9) -> Tensor:
+    """(K,) bool: the theory's class is the same on the box [r/f, r f] x [s/f, min(s f, 1)].
+
+    Checked on a points x points log grid over the box (the boundaries are monotone curves and the
+    line r = 1, so a box that straddles one has grid points on both sides of it).
+    """
+    steps = torch.linspace(-1.0, 1.0, points, dtype=torch.float64, device=r.device)
+    scale = factor**steps  # (P,)
+    rs = r[:, None, None] * scale[None, :, None]  # (K, P, 1)
+    ss = (density[:, None, None] * scale[None, None, :]).clamp(max=1.0)  # (K, 1, P)
+    classes = theory_class(*torch.broadcast_tensors(rs, ss))  # (K, P, P)
+    return (classes == theory_class(r, density)[:, None, None]).all(-1).all(-1)
+
+
+# -- trained models ------------------------------------------------------------------------------
+
+
+def classify(W: Tensor, b: Tensor) -> Tensor:
+    """Class codes of models W (K, m, 2), b (K, 2): (K,) int64, by the rule in the module docstring."""
+    W, b = W.to(torch.float64), b.to(torch.float64)
+    norms = torch.linalg.vector_norm(W, dim=1)  # (K, 2)
+    cosine = (W[:, :, 0] * W[:, :, 1]).sum(1) / (norms[:, 0] * norms[:, 1]).clamp_min(1e-12)  # (K,)
+    reconstructed = norms.square() + b > RECONSTRUCTED  # (K, 2)
+    codes = torch.full(norms.shape[:1], OTHER, dtype=torch.int64, device=W.device)
+    codes[(norms[:, 0] > ONLY_ABOVE) & (norms[:, 1] < ONLY_BELOW) & reconstructed[:, 0]] = ONLY_FEATURE_1
+    codes[(norms[:, 1] > ONLY_ABOVE) & (norms[:, 0] < ONLY_BELOW) & reconstructed[:, 1]] = ONLY_FEATURE_2
+    codes[(norms > ANTIPODAL_NORM).all(1) & (cosine <= ANTIPODAL_COSINE) & reconstructed.all(1)] = ANTIPODAL
+    return codes
+
+
+@torch.no_grad()
+def expected_loss(
+    W: Tensor, b: Tensor, importance: Tensor, density: Tensor, kind: str, nodes: int = 64, chunk: int = 8192
+) -> Tensor:
+    """Exact expected loss per row, E sum_i I_i (x_i - x'_i)^2 of independent data, (K,) float64.
+
+    W (K, m, 2), b (K, 2), importance (K, 2), density (K,) or (K, 2). The expectation splits over
+    which features are present: none, one (a 1-D integral over its U[0, 1] value) or both (2-D);
+    each integral is a midpoint rule with ``nodes`` points per axis (error O(nodes^-2), the
+    integrand being piecewise quadratic). A Monte Carlo estimate would need ~10^5 rows to see a
+    sparse cell's rare co-occurrences; this is exact to ~1e-4 relative and deterministic.
+    """
+    W, b, imp = W.to(torch.float64), b.to(torch.float64), importance.to(torch.float64)
+    p = density.to(torch.float64)
+    p = p[:, None].expand(-1, 2) if p.ndim == 1 else p  # (K, 2)
+    gram = W.transpose(1, 2) @ W  # (K, 2, 2): out_i = f(gram_i1 x_1 + gram_i2 x_2 + b_i)
+    u = (torch.arange(nodes, dtype=torch.float64, device=W.device) + 0.5) / nodes  # (Q,)
+    pairs = torch.cartesian_prod(u, u)  # (Q^2, 2)
+    activation = torch.relu if kind != "linear" else (lambda t: t)
+    total = torch.empty(W.shape[0], dtype=torch.float64, device=W.device)
+    for start in range(0, W.shape[0], chunk):
+        sl = slice(start, start + chunk)
+        g, bias, weight, q = gram[sl], b[sl], imp[sl], p[sl]
+
+        def mean_loss(x: Tensor, g: Tensor = g, bias: Tensor = bias, weight: Tensor = weight) -> Tensor:
+            # x (N, 2) points shared by all models -> mean over the points, (C,)
+            out = activation(torch.einsum("cij,nj->cni", g, x) + bias[:, None, :])  # (C, N, 2)
+            return ((x[None] - out).square() * weight[:, None, :]).sum(-1).mean(-1)
+
+        zero = u.new_zeros(1, 2)
+        only_1 = torch.stack([u, torch.zeros_like(u)], dim=1)  # (Q, 2)
+        only_2 = torch.stack([torch.zeros_like(u), u], dim=1)
+        absent = 1 - q  # (C, 2)
+        total[sl] = (
+            absent.prod(1) * mean_loss(zero)
+            + q[:, 0] * absent[:, 1] * mean_loss(only_1)
+            + absent[:, 0] * q[:, 1] * mean_loss(only_2)
+            + q.prod(1) * mean_loss(pairs)
+        )
+    return total
+
+
+class SharedMaskSampler:
+    """zroe1's phase-change data (phase_changes/relu_models_train.ipynb), bug included.
+
+    His x has shape (B, N, 2, 1) and his mask (N, 1, 2) (one Bernoulli(s) per model and feature,
+    drawn once per step); the product broadcasts to (B, N, 2, 2), and the model treats each of the
+    2 columns as a sample: column j is u * mask_j, so in it both features are present together or
+    absent together, for every row of the batch, and both columns carry the same values u. Here a
+    step is the n * B rows x[(j, b), i] = u[b, i] * mask_j, which is exactly his columns stacked.
+    ``batch`` is therefore n * rows: what the loss sums over. Same interface as toy.FeatureSampler.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator], feature_probability: Tensor, rows: int):
+        self.generators = list(generators)
+        device = self.generators[0].device
+        p = torch.as_tensor(feature_probability, dtype=torch.float32, device=device)  # (K, n)
+        G, (K, n) = len(self.generators), p.shape
+        self.p = p  # (K, n): column j's mask uses feature j's probability, as his broadcast does
+        self.rows, self.batch = rows, n * rows
+        self._mask_u = torch.empty((G, K, n), device=device)  # one uniform per column
+        self._u = torch.empty((G, K, rows, n), device=device)  # the values
+        self._x = torch.empty((G, K, n, rows, n), device=device)  # (G, K, column, row, feature)
+
+    @property
+    def n_features(self) -> int:
+        return self._u.shape[-1]
+
+    @torch.no_grad()
+    def __call__(self) -> Tensor:
+        """A fresh batch, (I, n * rows, n); overwritten by the next call."""
+        for g, gen in enumerate(self.generators):  # his order: the mask, then the values
+            torch.rand(self._mask_u.shape[1:], generator=gen, out=self._mask_u[g])
+            torch.rand(self._u.shape[1:], generator=gen, out=self._u[g])
+        mask = (self._mask_u < self.p).to(self._u.dtype)  # (G, K, n)
+        torch.mul(self._u.unsqueeze(2), mask[..., None, None], out=self._x)  # (G, K, n, rows, n)
+        G, K, n = mask.shape
+        return self._x.view(G * K, n * self.rows, n)
+
+
+# -- the experiment ------------------------------------------------------------------------------
+
+
+def run(params: PhaseParams, seeds: Sequence[int], device: torch.device | str) -> list[SeedResult]:
+    """Train every (seed, restart, cell) model at once on ``device``; one result per seed."""
+    seeds = list(seeds)
+    if not seeds:
+        return []
+    started = time.perf_counter()
+    device = torch.device(device)
+    G, R = len(seeds), params.restarts
+    r, density = grid(params, device)  # (K,), (K,)
+    K = r.numel()
+    importance = torch.stack([torch.ones_like(r), r], dim=1)  # (K, 2)
+    probability = density[:, None].expand(K, N_FEATURES)  # (K, 2)
+    generators = toy.make_generators(seeds, device)
+    # Instance layout per seed: restart-major, then cell: (R * K) instances, seed-major overall.
+    models = toy.init_models(
+        generators, n_per_seed=R * K, n_features=N_FEATURES, n_hidden=N_HIDDEN, kind=params.model,
+        init=params.init, init_std=params.init_std, bias_init=params.bias_init, bias_std=params.bias_std,
+    )  # fmt: skip
+    if params.data == "independent":
+        sampler = toy.FeatureSampler(generators, probability.repeat(R, 1), params.batch, "paper")
+    else:
+        sampler = SharedMaskSampler(generators, probability.repeat(R, 1), params.batch)
+    settings = toy.TrainSettings(
+        steps=params.steps, lr=params.lr, optimizer=params.optimizer, loss_reduction=params.loss_reduction
+    )
+    toy.train(models, sampler, importance.repeat(R, 1), settings)
+
+    # Judge every model by its exact expected loss on the paper's (independent) data.
+    loss = expected_loss(models.W, models.b, importance.repeat(G * R, 1), density.repeat(G * R), params.model)
+    loss, W, b = keep_lowest_loss(
+        loss.view(G, R, K), models.W.view(G, R, K, N_HIDDEN, N_FEATURES), models.b.view(G, R, K, N_FEATURES)
+    )  # (G, K), (G, K, m, n), (G, K, n)
+
+    theory = theory_class(r, density).cpu()  # (K,)
+    far = far_from_boundary(r, density, params.far_factor).cpu()  # (K,)
+    sparse = (density <= params.sparse_max_density).cpu()  # (K,)
+    W, b, loss, r, density = W.cpu(), b.cpu(), loss.cpu(), r.cpu(), density.cpu()
+    results = []
+    for g, seed in enumerate(seeds):
+        codes = classify(W[g], b[g])  # (K,)
+        metrics = _seed_metrics(codes, theory, far, sparse, params.n_r)
+        metrics |= {
+            "model_class": codes.double().tolist(),
+            "theory_class": theory.double().tolist(),
+            "loss": loss[g].tolist(),
+        }
+        arrays = {
+            "W": W[g].numpy().astype(np.float32),  # (K, m, n)
+            "b": b[g].numpy().astype(np.float32),  # (K, n)
+            "loss": loss[g].numpy(),  # (K,) float64
+            "r": r.numpy(),  # (K,)
+            "density": density.numpy(),  # (K,)
+            "model_class": codes.numpy().astype(np.int8),
+            "theory_class": theory.numpy().astype(np.int8),
+            "far": far.numpy(),
+        }
+        results.append(
+            SeedResult(
+                seed=int(seed),
+                metrics={name: metrics[name] for name in METRICS},
+                sweep={"cell": [float(k) for k in range(K)]},
+                arrays=arrays,
+            )
+        )
+    logger.debug(
+        "phase.one_neuron: %d seeds x %d models on %s in %.2f s", G, R * K, device, time.perf_counter() - started
+    )
+    return results
+
+
+def keep_lowest_loss(loss: Tensor, W: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per seed and cell, the restart of lowest loss: loss (G, R, K), W (G, R, K, m, n), b (G, R, K, n)
+    -> loss (G, K), W (G, K, m, n), b (G, K, n)."""
+    best = loss.argmin(1, keepdim=True)  # (G, 1, K)
+    W = W.gather(1, best[..., None, None].expand(-1, -1, -1, *W.shape[3:]))[:, 0]
+    b = b.gather(1, best[..., None].expand(-1, -1, -1, b.shape[3]))[:, 0]
+    return loss.gather(1, best)[:, 0], W, b
+
+
+def _seed_metrics(codes: Tensor, theory: Tensor, far: Tensor, sparse: Tensor, n_r: int) -> dict[str, float]:
+    """Scalar metrics of one seed's diagram; codes, theory, far, sparse (K,), K = n_r * n_density."""
+    agree = codes == theory
+    antipodal = (codes == ANTIPODAL).double()
+    single = ((codes == ONLY_FEATURE_1) | (codes == ONLY_FEATURE_2)).double()
+    by_r = antipodal.view(n_r, -1)[:, sparse.view(n_r, -1)[0]]  # (n_r, sparse densities)
+    nan = math.nan
+    return {
+        "agreement": agree.double().mean().item(),
+        "agreement_far_from_boundary": agree[far].double().mean().item() if far.any() else nan,
+        "antipodal_share": antipodal.mean().item(),
+        "antipodal_share_sparse": antipodal[sparse].mean().item() if sparse.any() else nan,
+        "antipodal_share_sparse_min": by_r.mean(1).min().item() if sparse.any() else nan,
+        "single_feature_share_sparse": single[sparse].mean().item() if sparse.any() else nan,
+    }
+
+
+EXPERIMENT = Experiment(
+    name="phase.one_neuron",
+    params=PhaseParams,
+    run=run,
+    metrics=METRICS,
+    description="The n=2, m=1 phase diagram (Elhage et al. 2022; zroe1): one-neuron ReLU or linear models "
+    "over relative importance x feature density, each classified by its weights (only feature 1, only "
+    "feature 2, antipodal, other) and compared with the closed-form theory.",
+    depends_on=("repro.experiments.toy",),
+)
