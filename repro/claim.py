@@ -160,6 +160,12 @@ class Scale(BaseModel):
     seeds: int | None = Field(None, ge=1, le=10_000, description="Replicates at this scale.")
     expect: Outcome | None = Field(None, description="Verdict expected at this scale, if not the claim's.")
     finding: str | None = Field(None, description="Why this scale expects a different verdict.")
+    skip: str | None = Field(
+        None,
+        min_length=10,
+        description="The claim is not run at this scale, and why (e.g. no offline copy of its dataset exists). "
+        "Reports and pytest show it as skipped with this reason; no verdict is claimed.",
+    )
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -169,6 +175,8 @@ class Scale(BaseModel):
     def _explain_expect(self) -> Scale:
         if self.expect is not None and not self.finding:
             raise ValueError("a scale that sets 'expect' must say why in 'finding'")
+        if self.skip is not None and self.expect is not None:
+            raise ValueError("a skipped scale expects no verdict: set 'skip' or 'expect', not both")
         return self
 
 
@@ -234,6 +242,10 @@ class Claim(_Strict):
 
     def n_seeds(self, scale: str) -> int:
         return self.scale(scale).seeds or self.seeds
+
+    def skipped(self, scale: str) -> str | None:
+        """Why the claim is not run at this scale, or None when it is."""
+        return self.scale(scale).skip
 
     def expected(self, scale: str) -> Outcome:
         return self.scale(scale).expect or self.expect

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,7 +24,7 @@ from repro import __version__, registry, stats
 from repro.claim import Claim
 from repro.errors import ReproError
 from repro.load import ClaimSet, load_claims, resolve_params
-from repro.runner import ClaimRun, replicate_seeds, run_claim
+from repro.runner import ClaimRun, replicate_seeds
 from repro.store import Store
 
 app = typer.Typer(
@@ -43,7 +44,7 @@ _COLOURS = {"reproduced": "green", "not_reproduced": "red", "inconclusive": "yel
 
 
 def _fail(exc: ReproError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=False)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -157,7 +158,7 @@ def verdict_table(runs: list[ClaimRun], title: str) -> Table:
         table.add_column(column, overflow="fold")
     for run, p_adj in zip(runs, adjusted, strict=True):
         v = run.verdict
-        verdict = f"[{_COLOURS[v.outcome]}]{v.outcome}[/]"
+        verdict = f"[{_COLOURS[v.outcome]}]{v.outcome}[/]" if not run.skipped else "[dim]skipped[/]"
         if not run.as_expected:
             verdict += f" [bold red]✗ expected {run.expected}[/]"
         estimate = "" if v.estimate is None else f"{v.estimate:.4g}"
@@ -184,9 +185,39 @@ def run(
     force: Annotated[bool, typer.Option("--force", help="Recompute results already in the store.")] = False,
     claims: ClaimsOpt = DEFAULT_CLAIMS,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the verdicts as JSON here.")] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", help="local (this machine) or slurm (a SLURM cluster, via submitit).")
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="local: worker processes (default one per GPU; 1 = in-process)."),
+    ] = None,
+    seeds_per_job: Annotated[
+        int, typer.Option("--seeds-per-job", min=0, help="Seeds per job; 0 = all of a claim's seeds in one job.")
+    ] = 0,
+    partition: Annotated[str | None, typer.Option("--partition", help="slurm: the partition.")] = None,
+    gpus_per_job: Annotated[int, typer.Option("--gpus-per-job", min=0, help="slurm: GPUs per job.")] = 1,
+    timeout_min: Annotated[int, typer.Option("--timeout-min", min=1, help="slurm: time limit per job.")] = 240,
+    cpus_per_job: Annotated[int | None, typer.Option("--cpus-per-job", min=1, help="slurm: CPUs per job.")] = None,
+    mem_gb: Annotated[float | None, typer.Option("--mem-gb", help="slurm: memory per job in GB.")] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option("--max-parallel", min=1, help="slurm: at most this many jobs at once.")
+    ] = None,
+    job_folder: Annotated[
+        Path | None, typer.Option("--job-folder", help="slurm: submitit's folder for job logs (default STORE/jobs).")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="slurm: wait for the jobs and print verdicts, or submit and exit.")
+    ] = True,
+    cluster: Annotated[str, typer.Option("--submitit-cluster", hidden=True)] = "slurm",
 ) -> None:
     """Run claims at a scale, caching per-seed results in the store, and print the verdicts."""
+    from repro.executors import LocalExecutor, SlurmExecutor, plan_jobs, run_claims
+
     _check_scale(scale)
+    if executor not in ("local", "slurm"):
+        err_console.print(f"error: --executor must be 'local' or 'slurm', not '{executor}'")
+        raise typer.Exit(2)
     claim_set = _load(claims)
     try:
         chosen = claim_set.select(ids) if ids else list(claim_set)
@@ -194,26 +225,60 @@ def run(
         _fail(exc)
     store = Store.default()
     store.clear_stale_temporaries()
-    runs: list[ClaimRun] = []
+    if executor == "slurm":
+        runner_ = SlurmExecutor(
+            partition=partition,
+            gpus_per_job=gpus_per_job,
+            timeout_min=timeout_min,
+            cpus_per_job=cpus_per_job,
+            mem_gb=mem_gb,
+            max_parallel=max_parallel,
+            folder=job_folder,
+            device=device,
+            cluster=cluster,
+            poll_s=1.0 if cluster == "local" else 15.0,
+        )
+    else:
+        runner_ = LocalExecutor(device, workers=workers)
+    if executor == "slurm" and not wait:
+        try:
+            jobs, _ = plan_jobs(chosen, scale, store, seeds_per_job=seeds_per_job, force=force)
+            handles = runner_.submit(jobs, store) if jobs else []
+        except ReproError as exc:
+            _fail(exc)
+        console.print(
+            f"submitted {len(handles)} jobs ({', '.join(h.job_id for h in handles[:5])}"
+            f"{', ...' if len(handles) > 5 else ''}); each writes its results into {store.root}. "
+            "Run the same command again to see the verdicts (it submits only what is still missing), "
+            f"or `repro report --scale {scale}`."
+        )
+        raise typer.Exit(0)
     started = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(f"{scale} claims", total=len(chosen))
-        for claim in chosen:
-            progress.update(task, description=f"{claim.id}")
-            try:
-                result = run_claim(
-                    claim,
-                    scale,
-                    store=store,
-                    device=device,
-                    force=force,
-                    on_progress=lambda msg: progress.update(task, description=msg),
-                )
-            except ReproError as exc:
-                _fail(exc)
-            runs.append(result)
+        task = progress.add_task(f"{scale} claims", total=None)
+
+        def planned(jobs) -> None:
+            progress.update(task, total=len(jobs), description=f"{len(jobs)} jobs on {executor}")
+
+        def done(outcome) -> None:
+            progress.update(task, description=outcome.job.label)
             progress.advance(task)
+
+        try:
+            runs = run_claims(
+                chosen,
+                scale,
+                store=store,
+                executor=runner_,
+                force=force,
+                seeds_per_job=seeds_per_job,
+                on_plan=planned,
+                on_progress=lambda msg: progress.update(task, description=msg),
+                on_done=done,
+            )
+        except ReproError as exc:
+            _fail(exc)
         progress.update(task, description=f"{scale} claims done")
     console.print(verdict_table(runs, f"{scale} scale: {len(runs)} claims, store {store.root}"))
     wrong = [r for r in runs if not r.as_expected]
@@ -223,14 +288,26 @@ def run(
         json_out.write_text(
             json.dumps(
                 [
-                    {"id": r.claim.id, "scale": scale, "expect": r.expected, **r.verdict.model_dump(mode="json")}
+                    {
+                        "id": r.claim.id,
+                        "scale": scale,
+                        "expect": None if r.skipped else r.expected,
+                        "skipped": r.skipped,
+                        **r.verdict.model_dump(mode="json"),
+                    }
                     for r in runs
                 ],
                 indent=1,
             )
         )
+    for r in runs:
+        if r.skipped:
+            console.print(f"{r.claim.id}: skipped at {scale} scale: {r.skipped}", markup=False, highlight=False)
+    skipped = sum(1 for r in runs if r.skipped)
     console.print(
-        f"{len(runs) - len(wrong)} of {len(runs)} claims as expected in {time.perf_counter() - started:.1f}s "
+        f"{len(runs) - len(wrong) - skipped} of {len(runs) - skipped} claims as expected"
+        + (f" ({skipped} skipped at this scale)" if skipped else "")
+        + f" in {time.perf_counter() - started:.1f}s "
         f"({sum(r.computed for r in runs)} seed results computed, the rest from the store)"
     )
     raise typer.Exit(1 if wrong else 0)

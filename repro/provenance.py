@@ -1,4 +1,4 @@
-"""Where a result came from: code revision, package versions, device, date, wall time."""
+"""Where a result came from: code revision, package versions, image, device, host, date, wall time."""
 
 from __future__ import annotations
 
@@ -50,10 +50,20 @@ def environment() -> dict[str, Any]:
         "packages": versions,
         **git_revision(),
     }
-    image = os.environ.get("REPRO_IMAGE_ID")
+    image = os.environ.get("REPRO_IMAGE_ID")  # set by docker/Dockerfile (build arg), or by `docker run -e`
     if image:
         env["image_id"] = image
     return env
+
+
+def _runner() -> dict[str, Any]:
+    """Which process computed the result: host and pid, and the SLURM job when there is one."""
+    info: dict[str, Any] = {"host": platform.node(), "pid": os.getpid()}
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    if job:
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        info["slurm_job_id"] = f"{job}_{task}" if task else job
+    return info
 
 
 def device_name(device: Any) -> str:
@@ -70,6 +80,7 @@ def collect(device: Any, seeds: list[int], wall_time_s: float) -> dict[str, Any]
     """Provenance stored with each result of one experiment call."""
     return {
         **environment(),
+        **_runner(),
         "device": device_name(device),
         "seeds_in_call": list(seeds),
         "call_wall_time_s": round(wall_time_s, 3),

@@ -5,10 +5,15 @@ and skips with its reason where CUDA is absent, so ``pytest claims/ -m gpu`` is 
 reproduction on a GPU box and ``pytest claims/ -m "not gpu"`` is what CI runs. An item passes when
 its verdict equals the claim's ``expect`` at that scale; results go to the same store as
 ``repro run`` (``.repro/`` here, or ``$REPRO_HOME``), so a second session is a cache hit.
+
+``pytest claims/ -n auto`` (pytest-xdist) shares that store between the workers: the store's file
+locks make each result computed once, and on a box with several GPUs worker ``gwN`` uses GPU N mod
+the number of GPUs.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -58,6 +63,18 @@ class ClaimsFile(pytest.File):
                 yield item
 
 
+def _device() -> str:
+    """auto, or under pytest-xdist on several GPUs one GPU per worker (gw0 -> cuda:0, gw1 -> cuda:1, ...)."""
+    import torch
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and torch.cuda.is_available():
+        n_gpus = torch.cuda.device_count()
+        if n_gpus > 1:
+            return f"cuda:{int(worker[2:]) % n_gpus}"
+    return "auto"
+
+
 class ClaimMismatch(Exception):
     """A verdict that differs from the claim's expect; carries the formatted failure text."""
 
@@ -74,9 +91,11 @@ class ClaimItem(pytest.Item):
         from repro.runner import run_claim
         from repro.store import Store
 
+        if self.claim.skipped(self.scale):
+            pytest.skip(f"not run at {self.scale} scale: {self.claim.skipped(self.scale)}")
         if self.scale == "full" and not torch.cuda.is_available():
             pytest.skip("full scale is the source's own setting and runs on a GPU; torch sees no CUDA device")
-        result = run_claim(self.claim, self.scale, store=Store.default(), device="auto")
+        result = run_claim(self.claim, self.scale, store=Store.default(), device=_device())
         self.user_properties.append(("verdict", result.verdict.outcome))
         if not result.as_expected:
             raise ClaimMismatch(result.failure_text())

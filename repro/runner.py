@@ -5,6 +5,10 @@ A claim at one scale is (arms x replicate seeds) results. ``run_claim`` computes
 tensor), stores each seed as soon as its call returns, and then calls :func:`evaluate`, which
 reads only the store. A killed run therefore resumes where it stopped, and the report and the
 pytest items judge exactly what is stored.
+
+:func:`compute` is the unit every executor runs (:mod:`repro.executors`: in-process, a local
+process pool, SLURM); it takes each result's store lock first, so runners sharing a store never
+compute a result twice.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from repro.errors import DeviceUnavailableError
 from repro.load import resolve_params
 from repro.store import Store, StoredResult, result_key
 
-__all__ = ["ClaimRun", "evaluate", "replicate_seeds", "resolve_device", "run_claim"]
+__all__ = ["ClaimRun", "Computed", "compute", "evaluate", "replicate_seeds", "resolve_device", "run_claim"]
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +62,18 @@ class ClaimRun:
     wall_s: float = 0.0
 
     @property
+    def skipped(self) -> str | None:
+        """Why the claim is not run at this scale (declared ``skip``), or None."""
+        return self.claim.skipped(self.scale)
+
+    @property
     def expected(self) -> str:
         return self.claim.expected(self.scale)
 
     @property
     def as_expected(self) -> bool:
-        return self.verdict.outcome == self.expected
+        """The verdict equals the expected one; a declared skip expects nothing and is never a failure."""
+        return self.skipped is not None or self.verdict.outcome == self.expected
 
     @property
     def complete(self) -> bool:
@@ -136,8 +146,14 @@ def observations(
 
 
 def evaluate(claim: Claim, scale: str, store: Store, *, wall_s: float = 0.0, computed: int = 0) -> ClaimRun:
-    """Judge a claim from stored results alone; missing seeds make it 'error' (not run)."""
+    """Judge a claim from stored results alone; missing seeds make it 'error' (not run).
+
+    A claim whose scale declares ``skip`` is judged on nothing: its verdict says why it is not run.
+    """
     seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
+    if claim.skipped(scale):
+        verdict = stats.error_verdict(claim.assertion, f"skipped at scale {scale}: {claim.skipped(scale)}")
+        return ClaimRun(claim, scale, verdict, seeds, wall_s=wall_s, computed=computed)
     keyed = _keys(claim, scale, seeds)
     results: dict[str, list[StoredResult]] = {}
     for arm, (_, keys) in keyed.items():
@@ -158,6 +174,111 @@ def evaluate(claim: Claim, scale: str, store: Store, *, wall_s: float = 0.0, com
     return run
 
 
+@dataclass
+class Computed:
+    """What one call of :func:`compute` did: results stored, and the experiment's crash if any."""
+
+    computed: int = 0
+    error: str | None = None
+
+
+def _compute_batch(
+    claim: Claim,
+    experiment: registry.Experiment,
+    params: object,
+    todo: list[tuple[int, str]],
+    *,
+    store: Store,
+    device: str,
+) -> tuple[int, str | None]:
+    """One experiment call for these (seed, key)s; each seed is stored as soon as the call returns."""
+    call_started = time.perf_counter()
+    try:
+        produced = experiment.run(params, [s for s, _ in todo], device)
+    except Exception as exc:  # an experiment crash is a verdict, not a traceback for the user
+        log.debug("experiment %s crashed:\n%s", experiment.name, traceback.format_exc())
+        return 0, f"{experiment.name} raised {type(exc).__name__}: {exc}"
+    call_wall = time.perf_counter() - call_started
+    prov = provenance.collect(device, [s for s, _ in todo], call_wall)
+    if len(produced) != len(todo):
+        raise RuntimeError(f"{experiment.name} returned {len(produced)} results for {len(todo)} seeds")
+    dumped = params.model_dump(mode="json")  # type: ignore[attr-defined]
+    for (seed, key), result in zip(todo, produced, strict=True):
+        if result.seed != seed:
+            raise RuntimeError(f"{experiment.name} returned seed {result.seed} where {seed} was asked")
+        store.save(
+            experiment.name,
+            key,
+            params=dumped,
+            seed=seed,
+            metrics=result.metrics,
+            sweep=result.sweep,
+            arrays=result.arrays,
+            provenance=prov,
+            runtime_s=call_wall / len(todo),
+        )
+    return len(todo), None
+
+
+def compute(
+    claim: Claim,
+    scale: str,
+    *,
+    store: Store,
+    device: str = "auto",
+    seeds: Sequence[int] | None = None,
+    force: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+) -> Computed:
+    """Store what the store lacks for these replicate seeds of the claim (all, by default).
+
+    Safe with other runners on the same store: an arm's missing seeds whose locks are free are
+    computed in one experiment call; seeds another runner holds are waited for, and computed here
+    only if that runner died before storing them. ``force`` recomputes the seeds this runner locks.
+    """
+    device = resolve_device(device)
+    experiment = registry.get(claim.experiment)
+    all_seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
+    if seeds is not None:
+        unknown = set(seeds) - set(all_seeds)
+        if unknown:
+            raise ValueError(f"claim {claim.id} at scale {scale} has no replicate seed(s) {sorted(unknown)}")
+        chosen = set(seeds)
+        all_seeds = [s for s in all_seeds if s in chosen]
+    done = Computed()
+    for arm, (params, keys) in _keys(claim, scale, all_seeds).items():
+        todo = [(s, k) for s, k in zip(all_seeds, keys, strict=True) if force or not store.has(experiment.name, k)]
+        if not todo:
+            continue
+        arm_label = "" if arm == "main" else f" arm {arm}"
+        # Pass 1: the seeds no other runner is computing.
+        with store.locked(experiment.name, [k for _, k in todo], wait=False) as held:
+            mine = [(s, k) for s, k in todo if k in held and (force or not store.has(experiment.name, k))]
+            if mine:
+                if on_progress:
+                    on_progress(f"{claim.id}{arm_label}: {len(mine)} seed(s) on {device}")
+                n, done.error = _compute_batch(claim, experiment, params, mine, store=store, device=device)
+                done.computed += n
+        if done.error:
+            return done
+        # Pass 2: wait for the runners that hold the rest; compute what a crashed one left.
+        others = [(s, k) for s, k in todo if k not in held]
+        if not others:
+            continue
+        if on_progress:
+            on_progress(f"{claim.id}{arm_label}: waiting for another runner on {len(others)} seed(s)")
+        with store.locked(experiment.name, [k for _, k in others], wait=True):
+            left = [(s, k) for s, k in others if not store.has(experiment.name, k)]
+            if left:
+                if on_progress:
+                    on_progress(f"{claim.id}{arm_label}: {len(left)} seed(s) on {device}")
+                n, done.error = _compute_batch(claim, experiment, params, left, store=store, device=device)
+                done.computed += n
+        if done.error:
+            return done
+    return done
+
+
 def run_claim(
     claim: Claim,
     scale: str,
@@ -167,44 +288,17 @@ def run_claim(
     force: bool = False,
     on_progress: Callable[[str], None] | None = None,
 ) -> ClaimRun:
-    """Compute what the store lacks for this claim (or everything, with force), then evaluate."""
+    """Compute what the store lacks for this claim (or everything, with force), then evaluate.
+
+    In-process, on one device; :func:`repro.executors.run_claims` spreads many claims over a
+    process pool or a SLURM cluster.
+    """
     started = time.perf_counter()
-    device = resolve_device(device)
-    experiment = registry.get(claim.experiment)
-    seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
-    computed = 0
-    for arm, (params, keys) in _keys(claim, scale, seeds).items():
-        todo = [(s, k) for s, k in zip(seeds, keys, strict=True) if force or not store.has(experiment.name, k)]
-        if not todo:
-            continue
-        if on_progress:
-            arm_label = "" if arm == "main" else f" arm {arm}"
-            on_progress(f"{claim.id}{arm_label}: {len(todo)} seed(s) on {device}")
-        call_started = time.perf_counter()
-        try:
-            produced = experiment.run(params, [s for s, _ in todo], device)
-        except Exception as exc:  # an experiment crash is a verdict, not a traceback for the user
-            log.debug("experiment %s crashed:\n%s", experiment.name, traceback.format_exc())
-            verdict = stats.error_verdict(claim.assertion, f"{experiment.name} raised {type(exc).__name__}: {exc}")
-            return ClaimRun(claim, scale, verdict, seeds, wall_s=time.perf_counter() - started)
-        call_wall = time.perf_counter() - call_started
-        prov = provenance.collect(device, [s for s, _ in todo], call_wall)
-        if len(produced) != len(todo):
-            raise RuntimeError(f"{experiment.name} returned {len(produced)} results for {len(todo)} seeds")
-        dumped = params.model_dump(mode="json")  # type: ignore[attr-defined]
-        for (seed, key), result in zip(todo, produced, strict=True):
-            if result.seed != seed:
-                raise RuntimeError(f"{experiment.name} returned seed {result.seed} where {seed} was asked")
-            store.save(
-                experiment.name,
-                key,
-                params=dumped,
-                seed=seed,
-                metrics=result.metrics,
-                sweep=result.sweep,
-                arrays=result.arrays,
-                provenance=prov,
-                runtime_s=call_wall / len(todo),
-            )
-            computed += 1
-    return evaluate(claim, scale, store, wall_s=time.perf_counter() - started, computed=computed)
+    if claim.skipped(scale):
+        return evaluate(claim, scale, store)
+    done = compute(claim, scale, store=store, device=device, force=force, on_progress=on_progress)
+    if done.error:
+        seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
+        verdict = stats.error_verdict(claim.assertion, done.error)
+        return ClaimRun(claim, scale, verdict, seeds, wall_s=time.perf_counter() - started, computed=done.computed)
+    return evaluate(claim, scale, store, wall_s=time.perf_counter() - started, computed=done.computed)

@@ -11,6 +11,12 @@ to a temporary name in the same folder and is moved into place with ``os.replace
 first and the .json last, so a result exists exactly when its .json does. A run killed at any
 instant leaves either a whole result or none (plus, at worst, a stray temporary file that no
 reader looks at and the next store open clears).
+
+Several runners may share one store (processes of a pool, SLURM jobs, pytest-xdist workers, two
+people's ``repro run``). Before computing a result a runner takes its lock,
+``locks/<experiment>/<key[:2]>/<key>.lock`` (an OS file lock via ``filelock``: the kernel drops it
+when its holder dies, so a crashed runner never blocks the next), and checks the store again under
+it: a result is computed once, by whoever locked it first, and the others wait and read it.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from repro.errors import StoreError
 
@@ -105,6 +113,33 @@ class Store:
 
     def has(self, experiment: str, key: str) -> bool:
         return self._path(experiment, key).is_file()
+
+    def _lock_path(self, experiment: str, key: str) -> Path:
+        return self.root / "locks" / experiment / key[:2] / f"{key}.lock"
+
+    # -- locking -----------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self, experiment: str, keys: Iterable[str], *, wait: bool) -> Iterator[set[str]]:
+        """Hold the locks of ``keys`` for the block; yields the keys whose lock this runner holds.
+
+        ``wait=False`` takes only the locks that are free now (another runner is computing the rest);
+        ``wait=True`` waits for every one. Locks are taken in sorted key order, so runners that wait
+        on overlapping sets cannot deadlock. The lock files stay behind (empty): deleting a lock file
+        that another process has open would let two runners hold "the" lock at once.
+        """
+        held: set[str] = set()
+        with ExitStack() as stack:
+            for key in sorted(set(keys)):
+                path = self._lock_path(experiment, key)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                lock = FileLock(path)
+                try:
+                    lock.acquire(timeout=-1 if wait else 0)
+                except Timeout:
+                    continue
+                stack.callback(lock.release)
+                held.add(key)
+            yield held
 
     # -- reading -----------------------------------------------------------------------------------
     def load(self, experiment: str, key: str) -> StoredResult | None:

@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # The one install step, shared by the README, .ci/run and the Docker images:
 # a virtual environment in .venv (or $REPRO_VENV) with torch and the package, editable.
+#
+# REPRO_TORCH=pip (default, what CI runs): torch and torchvision from PyPI at the pins below.
+# REPRO_TORCH=system (docker/Dockerfile): the venv sees the interpreter's own torch, which must be
+#   exactly the pinned version (a CUDA PyTorch base image), so it is not downloaded a second time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${REPRO_VENV:-.venv}"
+torch_source="${REPRO_TORCH:-pip}"
+torch_pin="2.14.1"
+torchvision_pin="0.29.1"
+case "$torch_source" in
+    pip) venv_args=() ;;
+    system) venv_args=(--system-site-packages) ;;
+    *) echo "REPRO_TORCH must be 'pip' or 'system', not '$torch_source'" >&2; exit 2 ;;
+esac
 # The ci scale's offline image stand-in (Fashion-MNIST) is a Debian package; install it where we can.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
@@ -11,9 +23,28 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2
 fi
 python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
-    "$python" -m venv "$venv"
+    "$python" -m venv ${venv_args[@]+"${venv_args[@]}"} "$venv"
 fi
-# torch first, pinned: these wheels are the tested ones (a CUDA build that also runs on the CPU).
-"$venv/bin/python" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+if [ "$torch_source" = system ]; then
+    "$venv/bin/python" - "$torch_pin" "$torchvision_pin" <<'PY'
+import sys
+
+want = sys.argv[1:3]
+try:
+    import torch
+    import torchvision
+except ImportError as exc:
+    sys.exit(f"REPRO_TORCH=system, but the interpreter has no torch/torchvision ({exc}); use REPRO_TORCH=pip")
+have = [torch.__version__.split("+")[0], torchvision.__version__.split("+")[0]]
+if have != want:
+    sys.exit(
+        f"REPRO_TORCH=system: the interpreter has torch {have[0]} / torchvision {have[1]}, but the tested pins are "
+        f"{want[0]} / {want[1]}; use a base image with the pinned versions, or REPRO_TORCH=pip"
+    )
+PY
+else
+    # torch first, pinned: these wheels are the tested ones (a CUDA build that also runs on the CPU).
+    "$venv/bin/python" -m pip install --quiet "torch==$torch_pin" "torchvision==$torchvision_pin"
+fi
 "$venv/bin/python" -m pip install --quiet -e ".[test]"
 echo "installed into $venv: $("$venv/bin/python" -c 'import repro, torch; print("repro", repro.__version__, "torch", torch.__version__)')"

@@ -43,3 +43,9 @@ def write_claims(folder: Path, body: str, name: str = "demo.toml", sources: bool
     path = folder / name
     path.write_text(textwrap.dedent(body))
     return path
+
+
+def skipped_claim_text(reason: str = "no offline copy of this dataset exists") -> str:
+    """The good claim, declared not runnable at ci scale."""
+    ci = "[claim.scales.ci]\nseeds = 10\n"
+    return claim_text().replace(ci, f'{ci}skip = "{reason}"\n')

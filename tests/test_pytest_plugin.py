@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from .helpers import SOURCES, claim_text
+from .helpers import SOURCES, claim_text, skipped_claim_text
 
 
 @pytest.fixture
@@ -62,3 +62,10 @@ def test_other_toml_files_are_ignored(pytester):
     pytester.makefile(".toml", other='[tool]\nname = "x"\n')
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_a_skipped_scale_is_a_pytest_skip_with_its_reason(pytester, claims_dir):
+    (claims_dir / "demo.toml").write_text(skipped_claim_text("no offline copy of this dataset exists"))
+    result = pytester.runpytest_inprocess("claims", "-m", "not gpu", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1, deselected=1)
+    result.stdout.fnmatch_lines(["*not run at ci scale: no offline copy of this dataset exists*"])

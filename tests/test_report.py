@@ -188,7 +188,8 @@ def test_per_claim_section(built):
 def test_results_json(built, filled):
     document = json.loads((built.parent / "results.json").read_text())
     assert document["scale"] == "ci" and document["format"] == 1
-    assert document["counts"] == {"reproduced": 3, "not_reproduced": 1, "inconclusive": 0, "error": 0, "not_run": 1}
+    counts = {"reproduced": 3, "not_reproduced": 1, "inconclusive": 0, "error": 0, "not_run": 1, "skipped": 0}
+    assert document["counts"] == counts
     assert document["as_expected"] == 4
     claims = {c["id"]: c for c in document["claims"]}
     assert list(claims) == [c.id for c in filled[0]]
@@ -349,3 +350,15 @@ def test_tms_figures_choose_what_applies(tmp_path):
 
     empty = dataclasses.replace(untied, results={"main": []})
     assert all(function(empty.claim, empty) is None for function in tms_plots.FIGURES.values())
+
+
+def test_a_skipped_scale_shows_its_reason_not_a_verdict(tmp_path):
+    from .helpers import skipped_claim_text, write_claims
+
+    claim_set = load_claims(write_claims(tmp_path / "claims", skipped_claim_text("its data exist nowhere offline")))
+    html = _build(claim_set, Store(tmp_path / "store"), tmp_path / "report").read_text()
+    document = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert document["counts"]["skipped"] == 1 and document["claims"][0]["status"] == "skipped"
+    assert document["claims"][0]["as_expected"] is None  # skipped is neither a pass nor a failure
+    section = html.split('id="claim-demo.mean-positive"')[1].split("</section>")[0]
+    assert "skipped at this scale" in section and "its data exist nowhere offline" in section

@@ -10,7 +10,7 @@ from repro.load import load_claims
 from repro.runner import evaluate, replicate_seeds, run_claim
 from repro.store import Store
 
-from .helpers import claim_text, write_claims
+from .helpers import claim_text, skipped_claim_text, write_claims
 
 
 @pytest.fixture
@@ -99,3 +99,28 @@ def test_arms_are_paired_by_seed(tmp_path):
     high = np.array([r.metrics["value"][0] for r in run.results["high"]])
     low = np.array([r.metrics["value"][0] for r in run.results["low"]])
     np.testing.assert_allclose(high - low, 0.1)  # same seed, same noise: the pairing is exact
+
+
+def test_a_skipped_scale_runs_nothing_and_fails_nothing(tmp_path, monkeypatch):
+    claim = load_claims(write_claims(tmp_path / "claims", skipped_claim_text())).get("demo.mean-positive")
+
+    def must_not_run(params, seeds, device):
+        raise AssertionError("a skipped scale must not run its experiment")
+
+    original = registry.get("calibration.normal")
+    monkeypatch.setitem(registry._REGISTRY, "calibration.normal", dataclasses.replace(original, run=must_not_run))
+    store = Store(tmp_path / "s")
+    run = run_claim(claim, "ci", store=store, device="cpu")
+    assert run.skipped == "no offline copy of this dataset exists"
+    assert run.as_expected and run.computed == 0
+    assert "skipped at scale ci" in run.verdict.message
+    full = evaluate(claim, "full", store)  # the other scale is untouched: not run, not skipped
+    assert full.skipped is None and not full.as_expected
+
+
+def test_skip_and_expect_at_one_scale_are_refused(tmp_path):
+    from repro.errors import ClaimFileError
+
+    text = skipped_claim_text().replace("seeds = 10\nskip", 'seeds = 10\nexpect = "inconclusive"\nfinding = "x"\nskip')
+    with pytest.raises(ClaimFileError, match="skip"):
+        load_claims(write_claims(tmp_path / "claims", text))

@@ -41,6 +41,7 @@ STATUSES: dict[str, str] = {
     "inconclusive": "inconclusive",
     "error": "error",
     "not_run": "not run",
+    "skipped": "skipped at this scale",
 }
 _NOT_RUN = re.compile(r"^(error:\s*)?not run\b", re.IGNORECASE)
 RESULTS_FORMAT = 1
@@ -49,6 +50,8 @@ RESULTS_FORMAT = 1
 def status_of(run: ClaimRun) -> str:
     """The verdict's outcome, or "not_run" for an error that only says results are missing."""
     verdict = run.verdict
+    if run.skipped:
+        return "skipped"
     if verdict.outcome == "error" and _NOT_RUN.match(verdict.message.strip()):
         return "not_run"
     return verdict.outcome
@@ -240,7 +243,7 @@ def _entry(run: ClaimRun, p_holm: float | None, claim_set: ClaimSet, memo: dict)
         source=claim_set.sources.get(claim.source),
         status=status,
         expected=run.expected,
-        as_expected=None if status == "not_run" else run.as_expected,
+        as_expected=None if status in ("not_run", "skipped") else run.as_expected,
         verdict=run.verdict,
         p_holm=p_holm,
         seeds=list(run.seeds),

@@ -1,0 +1,408 @@
+"""Where (claim, scale, seeds) jobs run: in this process, a local process pool, or a SLURM cluster.
+
+A job computes what the store lacks for some replicate seeds of one claim at one scale and
+writes each result into the store itself (:func:`repro.runner.compute`). The store is the only
+place jobs meet: nothing is sent back but a count and an error message, a finished result is never
+computed again (every job checks the store under the result's file lock), and a crashed or
+pre-empted job is simply run again. After the jobs, every claim is judged from the store alone.
+
+Executors:
+
+``local`` (default)
+    One device (the CPU, or one GPU): every job in this process, one after another, which is
+    exactly :func:`repro.runner.run_claim`. Several GPUs (or ``workers > 1``): a process pool
+    with one worker per device, each worker pinned to its device.
+``slurm``
+    One SLURM job per job through submitit (one job array), each on ``gpus_per_job`` GPUs; a job
+    that gets several GPUs spreads its seeds over them with the local pool. Pre-empted jobs are
+    requeued (submitit checkpointing) and resume from the store. ``cluster="local"`` runs the
+    same path with submitit's local executor, which is how it is tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import submitit
+
+from repro import runner, stats
+from repro.claim import Claim
+from repro.errors import ReproError
+from repro.registry import get as get_experiment
+from repro.store import Store
+
+__all__ = [
+    "ClusterUnavailableError",
+    "Executor",
+    "Job",
+    "JobOutcome",
+    "LocalExecutor",
+    "SlurmExecutor",
+    "plan_jobs",
+    "run_claims",
+    "run_job",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ClusterUnavailableError(ReproError):
+    """--executor slurm on a machine that is not a SLURM login node (no srun / sbatch)."""
+
+    exit_code = 2
+
+
+Progress = Callable[[str], None]
+Done = Callable[["JobOutcome"], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Some replicate seeds of one claim at one scale (every arm of those seeds)."""
+
+    claim: Claim
+    scale: str
+    seeds: tuple[int, ...]
+    force: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.claim.id} [{self.scale}] {len(self.seeds)} seed(s)"
+
+
+@dataclass
+class JobOutcome:
+    job: Job
+    computed: int = 0
+    error: str | None = None
+    wall_s: float = 0.0
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(
+        self, jobs: Sequence[Job], store: Store, *, on_progress: Progress | None = None, on_done: Done | None = None
+    ) -> list[JobOutcome]:
+        """Run every job to the end (stored, or failed with a message); outcomes in job order."""
+        ...
+
+
+def run_job(job: Job, store_root: str | Path, device: str | None = None, on_progress: Progress | None = None):
+    """The unit of work on any executor: compute the job's missing results into the store."""
+    started = time.perf_counter()
+    done = runner.compute(
+        job.claim,
+        job.scale,
+        store=Store(store_root),
+        device=device or _WORKER_DEVICE or "auto",
+        seeds=job.seeds,
+        force=job.force,
+        on_progress=on_progress,
+    )
+    return JobOutcome(job, computed=done.computed, error=done.error, wall_s=time.perf_counter() - started)
+
+
+# -- planning ----------------------------------------------------------------------------------------
+
+
+def plan_jobs(
+    claims: Sequence[Claim], scale: str, store: Store, *, seeds_per_job: int = 0, force: bool = False
+) -> tuple[list[Job], dict[str, list[int]]]:
+    """Jobs for the seeds the store lacks (every seed, with force), and for each claim the jobs it waits on.
+
+    Claims that share a setting share results: a seed whose results an earlier job already computes
+    gets no second job, and the later claim waits on the earlier job. ``seeds_per_job`` 0 puts all of
+    a claim's seeds in one job (batched experiments train them as one tensor); 1 is one job per seed.
+    """
+    if seeds_per_job < 0:
+        raise ValueError("seeds_per_job must be 0 (all of a claim's seeds in one job) or more")
+    jobs: list[Job] = []
+    owner: dict[tuple[str, str], int] = {}  # (experiment, key) -> index of the job that computes it
+    waits_on: dict[str, list[int]] = {}
+    for claim in claims:
+        if claim.skipped(scale):  # declared not runnable at this scale: no job, judged as skipped
+            waits_on[claim.id] = []
+            continue
+        experiment = get_experiment(claim.experiment).name
+        seeds = runner.replicate_seeds(claim.seed, claim.n_seeds(scale))
+        keyed = runner._keys(claim, scale, seeds)
+        needed: dict[int, list[tuple[str, str]]] = {}
+        depends: set[int] = set()
+        for _, keys in keyed.values():
+            for seed, key in zip(seeds, keys, strict=True):
+                item = (experiment, key)
+                if item in owner:
+                    depends.add(owner[item])
+                elif force or not store.has(experiment, key):
+                    needed.setdefault(seed, []).append(item)
+        todo = [s for s in seeds if s in needed]
+        size = seeds_per_job or max(1, len(todo))
+        own = []
+        for start in range(0, len(todo), size):
+            batch = tuple(todo[start : start + size])
+            index = len(jobs)
+            jobs.append(Job(claim, scale, batch, force))
+            own.append(index)
+            for seed in batch:
+                for item in needed[seed]:
+                    owner[item] = index
+        waits_on[claim.id] = own + sorted(depends - set(own))
+    return jobs, waits_on
+
+
+def run_claims(
+    claims: Sequence[Claim],
+    scale: str,
+    *,
+    store: Store,
+    executor: Executor | None = None,
+    force: bool = False,
+    seeds_per_job: int = 0,
+    on_plan: Callable[[list[Job]], None] | None = None,
+    on_progress: Progress | None = None,
+    on_done: Done | None = None,
+) -> list[runner.ClaimRun]:
+    """Plan the missing jobs, run them on the executor, then judge every claim from the store."""
+    executor = executor or LocalExecutor()
+    jobs, waits_on = plan_jobs(claims, scale, store, seeds_per_job=seeds_per_job, force=force)
+    if on_plan:
+        on_plan(jobs)
+    outcomes = executor.run(jobs, store, on_progress=on_progress, on_done=on_done) if jobs else []
+    runs = []
+    for claim in claims:
+        mine = [outcomes[i] for i in waits_on[claim.id]]
+        own = [o for o in mine if o.job.claim.id == claim.id]
+        wall = sum(o.wall_s for o in own)
+        computed = sum(o.computed for o in own)
+        errors = [o.error for o in own if o.error]
+        if errors:
+            seeds = runner.replicate_seeds(claim.seed, claim.n_seeds(scale))
+            verdict = stats.error_verdict(claim.assertion, errors[0])
+            runs.append(runner.ClaimRun(claim, scale, verdict, seeds, wall_s=wall, computed=computed))
+            continue
+        run = runner.evaluate(claim, scale, store, wall_s=wall, computed=computed)
+        shared_errors = [f"{o.job.claim.id}: {o.error}" for o in mine if o.error]
+        if run.verdict.outcome == "error" and shared_errors:  # a job it shares results with failed
+            run.verdict = stats.error_verdict(claim.assertion, f"{run.verdict.message}; {shared_errors[0]}")
+        runs.append(run)
+    return runs
+
+
+# -- local -------------------------------------------------------------------------------------------
+
+_WORKER_DEVICE: str | None = None
+
+
+def _init_worker(devices: Any, threads: int) -> None:
+    """Process-pool initializer: take one device for the life of this worker."""
+    global _WORKER_DEVICE
+    import torch
+
+    _WORKER_DEVICE = devices.get()
+    if _WORKER_DEVICE.startswith("cuda:"):
+        torch.cuda.set_device(int(_WORKER_DEVICE.split(":")[1]))
+    torch.set_num_threads(threads)
+
+
+class LocalExecutor:
+    """This machine: in-process on one device; a process pool with one worker per device otherwise.
+
+    ``device`` "auto" or "cuda" with several GPUs visible gives one worker per GPU. ``workers`` sets
+    the pool size (on the CPU, or several workers sharing GPUs round robin); 1 means in-process.
+    """
+
+    name = "local"
+
+    def __init__(self, device: str = "auto", workers: int | None = None):
+        if workers is not None and workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.device = device
+        self.workers = workers
+
+    def devices(self) -> list[str]:
+        import torch
+
+        device = runner.resolve_device(self.device)
+        n_gpus = torch.cuda.device_count() if device == "cuda" else 0
+        if n_gpus > 1:
+            return [f"cuda:{i % n_gpus}" for i in range(self.workers or n_gpus)]
+        return [device] * (self.workers or 1)
+
+    def run(
+        self, jobs: Sequence[Job], store: Store, *, on_progress: Progress | None = None, on_done: Done | None = None
+    ) -> list[JobOutcome]:
+        devices = self.devices()
+        if len(devices) == 1 or len(jobs) <= 1:
+            outcomes = []
+            for job in jobs:  # in-process: exceptions reach the caller, as with run_claim
+                outcomes.append(run_job(job, store.root, devices[0], on_progress))
+                if on_done:
+                    on_done(outcomes[-1])
+            return outcomes
+        return self._pool(jobs, store, devices, on_progress, on_done)
+
+    def _pool(self, jobs, store, devices, on_progress, on_done) -> list[JobOutcome]:
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        queue = context.Queue()
+        for device in devices:
+            queue.put(device)
+        workers = min(len(devices), len(jobs))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        outcomes: list[JobOutcome | None] = [None] * len(jobs)
+        root = str(Path(store.root).resolve())
+        if on_progress:
+            on_progress(f"{len(jobs)} jobs on {workers} workers ({', '.join(devices[:workers])})")
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(queue, threads)
+        ) as pool:
+            futures = {pool.submit(run_job, job, root): i for i, job in enumerate(jobs)}
+            for future in concurrent.futures.as_completed(futures):
+                index = futures[future]
+                try:
+                    outcome = future.result()
+                except ReproError:
+                    raise
+                except Exception as exc:  # a worker that died (OOM, a signal) or a bug: this job fails
+                    outcome = JobOutcome(
+                        jobs[index], error=f"job failed on the local pool: {type(exc).__name__}: {exc}"
+                    )
+                outcomes[index] = outcome
+                if on_done:
+                    on_done(outcome)
+        return [o for o in outcomes if o is not None]
+
+
+# -- SLURM through submitit ----------------------------------------------------------------------------
+
+
+def _submitit_job(job: Job, store_root: str, device: str) -> JobOutcome:
+    """Runs on the cluster node. Several GPUs allocated: split the seeds over them with the local pool."""
+    import torch
+
+    n_gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    if n_gpus > 1 and len(job.seeds) > 1:
+        per = -(-len(job.seeds) // n_gpus)
+        parts = [Job(job.claim, job.scale, job.seeds[i : i + per], job.force) for i in range(0, len(job.seeds), per)]
+        outcomes = LocalExecutor("cuda", workers=min(n_gpus, len(parts))).run(parts, Store(store_root))
+        errors = [o.error for o in outcomes if o.error]
+        return JobOutcome(
+            job,
+            computed=sum(o.computed for o in outcomes),
+            error=errors[0] if errors else None,
+            wall_s=max(o.wall_s for o in outcomes),
+        )
+    return run_job(job, store_root, device)
+
+
+def _last_line(exc: BaseException) -> str:
+    """The exception line of a failed job's traceback (submitit wraps it between dashed rules)."""
+    text = str(exc)
+    parts = text.split("-" * 22)
+    trace = parts[1] if len(parts) > 2 else text
+    lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+class _ReproJob(submitit.helpers.Checkpointable):
+    """On pre-emption or timeout submitit requeues the same call; it resumes from the store."""
+
+    def __call__(self, job: Job, store_root: str, device: str) -> JobOutcome:
+        return _submitit_job(job, store_root, device)
+
+
+class SlurmExecutor:
+    """One SLURM job per :class:`Job` (a job array), submitted with submitit.
+
+    ``folder`` holds submitit's pickles and each job's stdout/stderr (default: ``<store>/jobs``).
+    ``cluster`` "slurm" on a cluster; "local" runs the same jobs as local subprocesses (tests).
+    """
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        *,
+        partition: str | None = None,
+        gpus_per_job: int = 1,
+        timeout_min: int = 240,
+        cpus_per_job: int | None = None,
+        mem_gb: float | None = None,
+        max_parallel: int | None = None,
+        folder: str | Path | None = None,
+        device: str = "auto",
+        cluster: str = "slurm",
+        poll_s: float = 15.0,
+        extra: dict[str, Any] | None = None,
+    ):
+        if gpus_per_job < 0:
+            raise ValueError("gpus_per_job must be 0 or more")
+        self.partition = partition
+        self.gpus_per_job = gpus_per_job
+        self.timeout_min = timeout_min
+        self.cpus_per_job = cpus_per_job
+        self.mem_gb = mem_gb
+        self.max_parallel = max_parallel
+        self.folder = folder
+        self.device = device
+        self.cluster = cluster
+        self.poll_s = poll_s
+        self.extra = extra or {}
+
+    def _executor(self, store: Store):
+        folder = Path(self.folder) if self.folder else Path(store.root) / "jobs"
+        try:
+            executor = submitit.AutoExecutor(folder=folder.resolve() / "%j", cluster=self.cluster)
+        except RuntimeError as exc:  # submitit: no srun/sbatch here
+            raise ClusterUnavailableError(f"--executor {self.name}: {exc}") from None
+        params: dict[str, Any] = {"name": "repro", "timeout_min": self.timeout_min, "gpus_per_node": self.gpus_per_job}
+        params["tasks_per_node"] = 1
+        if self.cpus_per_job:
+            params["cpus_per_task"] = self.cpus_per_job
+        if self.mem_gb:
+            params["mem_gb"] = self.mem_gb
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.max_parallel:
+            params["slurm_array_parallelism"] = self.max_parallel
+        params.update(self.extra)
+        executor.update_parameters(**params)
+        return executor
+
+    def submit(self, jobs: Sequence[Job], store: Store) -> list[Any]:
+        """Submit every job (one array) and return submitit's job handles without waiting."""
+        executor = self._executor(store)
+        root = str(Path(store.root).resolve())
+        device = self.device if self.gpus_per_job or self.device != "auto" else "cpu"
+        task = _ReproJob()
+        with executor.batch():
+            handles = [executor.submit(task, job, root, device) for job in jobs]
+        return handles
+
+    def run(
+        self, jobs: Sequence[Job], store: Store, *, on_progress: Progress | None = None, on_done: Done | None = None
+    ) -> list[JobOutcome]:
+        handles = self.submit(jobs, store)
+        if on_progress and handles:
+            on_progress(f"{len(handles)} {self.cluster} jobs submitted ({handles[0].job_id.split('_')[0]})")
+        index = {id(h): i for i, h in enumerate(handles)}
+        outcomes: list[JobOutcome | None] = [None] * len(jobs)
+        for handle in submitit.helpers.as_completed(handles, poll_frequency=self.poll_s):
+            i = index[id(handle)]
+            try:
+                outcome = handle.result()
+            except Exception as exc:  # crashed, cancelled, out of time or memory: run again to resume
+                reason = f"{_last_line(exc)} (log: {handle.paths.stderr})"
+                outcome = JobOutcome(jobs[i], error=f"{self.cluster} job {handle.job_id} failed: {reason}")
+            outcomes[i] = outcome
+            if on_done:
+                on_done(outcome)
+        return [o for o in outcomes if o is not None]
