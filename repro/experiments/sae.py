@@ -24,12 +24,11 @@ optimizer (Adam 1e-3, batch 64), which is what every SAE library does.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from repro.data.mnist import Digits, load_digits_dataset
+from repro.experiments.common import single_threaded
 from repro.experiments.sae_models import (
     N_CLASSES,
     Classifier,
@@ -321,35 +321,13 @@ def _measure(group: DictionaryGroup, net: Classifier, split: _Split, h_train: Te
     return out
 
 
-@contextlib.contextmanager
-def _single_threaded(device: torch.device) -> Iterator[None]:
-    """On a CPU, one thread for torch and BLAS, restored afterwards.
-
-    Every tensor here is tiny (16 units, batches of 64), so intra-op threads only add
-    synchronisation; on a CPU that other processes share, threads spinning at each op's barrier
-    made the same run 20 to 100 times slower (measured on the 2-core ci machine).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def run(params: SaeParams, seeds: Sequence[int], device: torch.device | str) -> list[SeedResult]:
     """Train the classifiers and every dictionary for all seeds on ``device``; one result per seed."""
     seeds = list(seeds)
     if not seeds:
         return []
     device = torch.device(device)
-    with _single_threaded(device):
+    with single_threaded(device):
         return _run(params, seeds, device)
 
 
@@ -414,5 +392,5 @@ EXPERIMENT = Experiment(
     description="Sparse autoencoders (L1 or TopK) on a hidden layer of a (pixels)-16-16-10 ReLU digit "
     "classifier (seed 004): splice-in accuracy and fidelity, reconstruction, L0, dead latents and "
     "dead units, linear probes on codes and activations, and per-latent digit selectivity.",
-    depends_on=("repro.data.mnist", "repro.experiments.sae_models"),
+    depends_on=("repro.data.mnist", "repro.experiments.sae_models", "repro.experiments.common"),
 )

@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
+
+from repro.experiments.common import stream
 
 if TYPE_CHECKING:
     from repro.experiments.sae import SaeParams
@@ -85,10 +86,6 @@ def l0(codes: Tensor) -> Tensor:
 # -- the classifier: G seeds as one set of tensors -------------------------------------------------------
 
 
-def _stream(seed: int, purpose: int, *more: int) -> int:
-    return int(np.random.SeedSequence([int(seed), purpose, *more]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
 def _uniform(generator: torch.Generator, shape: tuple[int, ...], bound: float) -> Tensor:
     return (torch.rand(shape, generator=generator, dtype=torch.float32) * 2 - 1) * bound
 
@@ -104,7 +101,7 @@ class Classifier:
         """torch's nn.Linear init (U(+-1/sqrt(fan_in)) for weights and biases), one generator per seed."""
         per_seed = []
         for seed in seeds:
-            g = torch.Generator().manual_seed(_stream(seed, _CLASSIFIER))
+            g = torch.Generator().manual_seed(stream(seed, _CLASSIFIER))
             layers = []
             for fan_in, fan_out in ((n_pixels, hidden), (hidden, hidden), (hidden, N_CLASSES)):
                 bound = 1 / math.sqrt(fan_in)
@@ -146,7 +143,7 @@ def train_classifier(params: SaeParams, seeds: Sequence[int], x: Tensor, y: Tens
     G, n = len(seeds), x.shape[0]
     net = Classifier.init(seeds, x.shape[1], params.hidden, x.device)
     optimizer = torch.optim.Adam(net.weights, lr=params.lr)
-    orders = [torch.Generator().manual_seed(_stream(seed, _CLASSIFIER, 1)) for seed in seeds]
+    orders = [torch.Generator().manual_seed(stream(seed, _CLASSIFIER, 1)) for seed in seeds]
     best = [w.detach().clone() for w in net.weights]
     best_score = torch.full((G, 2), -math.inf, dtype=torch.float64, device=x.device)  # (accuracy, -loss)
     for _ in range(params.epochs):
@@ -215,7 +212,7 @@ class DictionaryGroup:
 
 def _init_instance(spec: Dictionary, seed: int, mean: Tensor) -> list[Tensor]:
     """One autoencoder's weights from its own stream (seed, dictionary seed): independent of its company."""
-    g = torch.Generator().manual_seed(_stream(seed, _SAE_INIT, spec.seed))
+    g = torch.Generator().manual_seed(stream(seed, _SAE_INIT, spec.seed))
     d, L = mean.shape[0], spec.latents
     if spec.kind == "l1":  # torch's nn.Linear init, as the source's nn.Linear encoder and decoder
         return [_uniform(g, (d, L), d**-0.5), _uniform(g, (L,), d**-0.5), _uniform(g, (L, d), L**-0.5),
@@ -249,7 +246,7 @@ def _build_groups(instances: list[tuple[int, int, Dictionary, int]], seeds: Sequ
 def _train_groups(groups: list[DictionaryGroup], acts: Tensor, seeds: Sequence[int], params: SaeParams) -> None:
     """Adam on every group, all fed the same batches: acts (G, N, d), seed g's batch order its own."""
     G, n = acts.shape[:2]
-    orders = [torch.Generator().manual_seed(_stream(seed, _SAE_ORDER)) for seed in seeds]
+    orders = [torch.Generator().manual_seed(stream(seed, _SAE_ORDER)) for seed in seeds]
     optimizers = [torch.optim.Adam(group.weights, lr=params.sae_lr) for group in groups]
     rows = torch.arange(G, device=acts.device)[:, None]
     for _ in range(params.sae_epochs):

@@ -1,0 +1,465 @@
+"""Experiment ``stall.active_learning``: does least-confidence active learning change superposition? (STALL)
+
+One call trains one arm (``strategy``) under one ``protocol`` for every given seed, then measures the
+test features. Arms of a claim share seeds, so a seed's arms start from the same weights and the
+same initial labelled pool (paired).
+
+Protocols (SOURCES.md section 1.2):
+
+- ``as_published``, the source's code: the model is first trained as the baseline on the whole
+  train split (``epochs`` epochs, the same unshuffled order every epoch); ``baseline`` stops there.
+  ``least_confidence`` and ``random`` then keep that model and its Adam state and run ``loops``
+  rounds: train ``epochs`` epochs (shuffled) on the cumulative labelled pool (``initial_pool``
+  random images, then ``query_size`` more per round), then add the ``query_size`` unlabelled images
+  of least confidence, u = 1 - max softmax (or random ones). t-SNE runs on the flattened layer4
+  output; ``cosine_source`` uses the source's extractor, which re-applies block ``layer4[-1]`` and its
+  ``conv2`` after layer4 (a bug of the source, kept here on purpose).
+- ``clean``: every arm starts fresh from the initial weights with shuffled batches and the same
+  number of sample passes, the baseline's ``train_size x epochs``; the active-learning arms spread it
+  evenly over their rounds. t-SNE runs on the 512-d pooled features the classifier reads.
+
+Every protocol reports every metric: test accuracy (whole test split); silhouette and Davies-Bouldin
+with the true labels as clusters on the 2-D t-SNE embedding (scikit-learn TSNE, random_state 42, as
+the source) and on the raw pooled features; mean pairwise cosine similarity (off-diagonal pairs) of
+the source's extractor, and of the pooled features uncentred and centred (centred, the mean is near 0
+by construction, -1/(n-1) for rows of equal norm: its histogram's spread is what it shows); and per round, on the
+metric subset, accuracy, raw-feature silhouette / Davies-Bouldin and ``cosine_source``. Features are
+measured on ``metric_test_size`` test images (the first of each class in file order; all by default).
+``most_queried_class`` is the class the first query picks most often (-1 for the baseline): where the
+pool ends as the whole train split, as in the source, the later queries only take what is left.
+
+Speed: the whole dataset stays on the device as one uint8 tensor; batches are tensor indices,
+normalised (and resized, for Tiny ImageNet) on the device; channels_last; autocast (bf16 or fp16 with
+a GradScaler) on CUDA only. Randomness per seed: torch Generators and numpy SeedSequence streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+
+from repro.data.images import ImageSet, load_image_dataset
+from repro.data.mnist import data_dir
+from repro.errors import DataUnavailableError
+from repro.experiments.common import single_threaded, stream
+from repro.registry import Experiment, SeedResult
+
+__all__ = ["EXPERIMENT", "METRICS", "ActiveLearningParams", "SmallCNN", "build_model", "cluster_scores",
+           "cosine_histogram", "least_confidence", "mean_pairwise_cosine", "pretrained_resnet18_state", "run",
+           "select_queries"]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+_INIT, _POOL, _ORDER, _QUERY = 0, 1, 2, 3  # random streams of a replicate seed
+TSNE_SEED = 42  # the source's TSNE(random_state=42)
+COSINE_BINS = 100  # histogram of pairwise cosines over [-1, 1]
+EVAL_BATCH = 1024
+RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"  # torchvision IMAGENET1K_V1
+
+
+class ActiveLearningParams(BaseModel):
+    """Parameters of ``stall.active_learning``; defaults are the source's CIFAR-10 setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: Literal["cifar10", "tiny_imagenet", "fashion_mnist"] = Field(
+        "cifar10", description="cifar10 / tiny_imagenet: $REPRO_DATA (full scale; an error when absent, never a "
+        "stand-in); fashion_mnist: Debian's offline package (ci).")  # fmt: skip
+    download: bool = Field(True, description="Fetch CIFAR-10 and ResNet-18 weights when absent (never Tiny ImageNet).")
+    model: Literal["resnet18", "small_cnn"] = Field("resnet18", description="torchvision ResNet-18, or SmallCNN (ci).")
+    pretrained: bool = Field(True, description="resnet18: start from torchvision's ImageNet IMAGENET1K_V1 weights.")
+    strategy: Literal["baseline", "least_confidence", "random"] = "baseline"
+    protocol: Literal["as_published", "clean"] = "as_published"
+    train_size: int | None = Field(None, ge=10, description="The first train_size/classes of each class; None: all.")
+    metric_test_size: int | None = Field(None, ge=10, description="Test images the feature metrics use; all if None.")
+    initial_pool: int = Field(5000, ge=1)
+    query_size: int = Field(5000, ge=1)
+    loops: int = Field(10, ge=1, le=1000, description="Training rounds; a query follows every round but the last.")
+    epochs: int = Field(20, ge=1, le=1000, description="Epochs of the baseline and of each as_published round.")
+    batch: int = Field(128, ge=1, le=65_536)
+    lr: float = Field(1e-3, gt=0.0, le=10.0, description="Adam learning rate.")
+    resize: int | None = Field(None, ge=8, le=1024, description="Resize inputs on the device (Tiny ImageNet: 224).")
+    amp: Literal["off", "bf16", "fp16"] = Field("fp16", description="Autocast dtype on CUDA (fp16: GradScaler).")
+    tsne_max_iter: int = Field(1000, ge=250, le=10_000, description="TSNE max_iter (the source: the default, 1000).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ActiveLearningParams:
+        if self.model == "small_cnn" and self.pretrained:
+            raise ValueError("small_cnn has no pretrained weights: set pretrained = false")
+        needed = self.initial_pool + (self.loops - 1) * self.query_size
+        if self.train_size is not None and needed > self.train_size:
+            raise ValueError(f"initial_pool + (loops - 1) x query_size = {needed} exceeds train_size {self.train_size}")
+        return self
+
+
+FINAL_METRICS = ("accuracy", "silhouette_tsne", "davies_bouldin_tsne", "silhouette_raw", "davies_bouldin_raw",
+                 "cosine_source", "cosine_uncentred", "cosine_centred", "labelled", "sample_passes",
+                 "most_queried_class")  # fmt: skip
+ROUND_METRICS = ("round_labelled", "round_accuracy", "round_silhouette_raw", "round_davies_bouldin_raw",
+                 "round_cosine_source")  # fmt: skip
+METRICS = FINAL_METRICS + ROUND_METRICS
+
+
+# -- metrics (plain functions, tested on hand-made inputs) ---------------------------------------------
+
+
+def mean_pairwise_cosine(features: Tensor, centred: bool = False) -> float:
+    """Mean cosine similarity over the n(n-1) ordered pairs i != j of rows; a zero row counts as 0."""
+    x = features.double()
+    if centred:
+        x = x - x.mean(0)
+    u = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    total = u.sum(0)
+    n = u.shape[0]
+    return float((total @ total - (u * u).sum()) / (n * (n - 1)))
+
+
+def cosine_histogram(features: Tensor, centred: bool = False, bins: int = COSINE_BINS) -> np.ndarray:
+    """Counts of pairwise cosines (i < j) in ``bins`` equal bins over [-1, 1]."""
+    x = features.float()
+    if centred:
+        x = x - x.mean(0)
+    u = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    counts = torch.zeros(bins, dtype=torch.float64, device=u.device)
+    for start in range(0, u.shape[0], EVAL_BATCH):
+        sims = (u[start : start + EVAL_BATCH] @ u.T).clamp(-1, 1)
+        rows = torch.arange(start, start + sims.shape[0], device=u.device)[:, None]
+        sims = sims.masked_fill(torch.arange(u.shape[0], device=u.device)[None] <= rows, 2.0)  # 2: outside, dropped
+        counts += torch.histc(sims, bins=bins, min=-1.0, max=1.0).double()
+    return counts.cpu().numpy()
+
+
+def cluster_scores(points: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(silhouette, Davies-Bouldin) of points with the true labels as clusters (scikit-learn)."""
+    from sklearn.metrics import davies_bouldin_score, silhouette_score
+
+    return float(silhouette_score(points, labels)), float(davies_bouldin_score(points, labels))
+
+
+def tsne_embedding(features: np.ndarray, max_iter: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    return TSNE(n_components=2, random_state=TSNE_SEED, max_iter=max_iter).fit_transform(features).astype(np.float32)
+
+
+def least_confidence(probs: Tensor, k: int) -> Tensor:
+    """Positions of the k rows with the largest 1 - max softmax; ties keep the lower position first."""
+    uncertainty = 1 - probs.max(1).values
+    return torch.argsort(uncertainty, descending=True, stable=True)[:k]
+
+
+def select_queries(strategy: str, probs: Tensor | None, n_candidates: int, k: int,
+                   generator: torch.Generator) -> Tensor:  # fmt: skip
+    """Positions (into the unlabelled candidates) to label next: least confidence or uniformly random."""
+    k = min(k, n_candidates)
+    if strategy == "least_confidence":
+        return least_confidence(probs, k).cpu()
+    if strategy == "random":
+        return torch.randperm(n_candidates, generator=generator)[:k]
+    raise ValueError(f"strategy {strategy!r} does not query")
+
+
+# -- models ---------------------------------------------------------------------------------------------
+
+
+class SmallCNN(nn.Module):
+    """A ResNet-shaped CNN for the ci scale: ResNet-18's attribute names and block types, widths 8-32.
+
+    conv1 (stride 2) - layer1 (8) - layer2 (16, /2) - layer3 (32, /2) - layer4 (two blocks of 32), so the
+    source's feature extractor (layer4[1] and its conv2 re-applied) works on it unchanged.
+    """
+
+    def __init__(self, in_channels: int, n_classes: int, widths: tuple[int, int, int] = (8, 16, 32)):
+        from torchvision.models.resnet import BasicBlock
+
+        super().__init__()
+        a, b, c = widths
+
+        def down(i: int, o: int) -> nn.Module:
+            return nn.Sequential(nn.Conv2d(i, o, 1, 2, bias=False), nn.BatchNorm2d(o))
+
+        self.conv1 = nn.Conv2d(in_channels, a, 3, 2, 1, bias=False)
+        self.bn1, self.relu, self.maxpool = nn.BatchNorm2d(a), nn.ReLU(inplace=True), nn.Identity()
+        self.layer1 = nn.Sequential(BasicBlock(a, a))
+        self.layer2 = nn.Sequential(BasicBlock(a, b, 2, down(a, b)))
+        self.layer3 = nn.Sequential(BasicBlock(b, c, 2, down(b, c)))
+        self.layer4 = nn.Sequential(BasicBlock(c, c), BasicBlock(c, c))
+        self.avgpool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(c, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(torch.flatten(self.avgpool(_trunk(self, x)), 1))
+
+
+def _trunk(model: nn.Module, x: Tensor) -> Tensor:
+    """conv1 ... layer4 of a ResNet (torchvision's or SmallCNN): the layer4 feature map."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+
+
+def pretrained_resnet18_state(download: bool) -> dict[str, Tensor]:
+    """torchvision's ImageNet ResNet-18 (IMAGENET1K_V1): $REPRO_DATA/weights, torch's hub cache, or a download."""
+    folder = data_dir() / "weights"
+    name = RESNET18_URL.rsplit("/", 1)[-1]
+    for candidate in (folder / name, Path(torch.hub.get_dir()) / "checkpoints" / name):
+        if candidate.is_file():
+            return torch.load(candidate, map_location="cpu", weights_only=True)
+    how = (f"the ImageNet ResNet-18 weights ({name}) are neither in {folder} nor in torch's hub cache. Fetch them on "
+           "a machine with internet:\n    python -c \"import torch; torch.hub.load_state_dict_from_url("
+           f"'{RESNET18_URL}', model_dir='{folder}')\"")  # fmt: skip
+    if not download:
+        raise DataUnavailableError(how)
+    try:
+        return torch.hub.load_state_dict_from_url(RESNET18_URL, model_dir=str(folder), progress=False, check_hash=True)
+    except Exception as exc:  # network, hash, disk: all mean "not available"
+        raise DataUnavailableError(f"downloading failed ({type(exc).__name__}: {exc}); {how}") from exc
+
+
+def build_model(params: ActiveLearningParams, in_channels: int, n_classes: int, seed: int) -> nn.Module:
+    """The arm's starting network; every random init drawn from the seed's own stream."""
+    state = pretrained_resnet18_state(params.download) if params.model == "resnet18" and params.pretrained else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream(seed, _INIT))
+        if params.model == "small_cnn":
+            return SmallCNN(in_channels, n_classes)
+        from torchvision.models import resnet18
+
+        model = resnet18(weights=None)
+        if state is not None:
+            model.load_state_dict(state)
+        model.fc = nn.Linear(model.fc.in_features, n_classes)  # the source: fc replaced, fresh init
+        return model
+
+
+# -- data on the device -----------------------------------------------------------------------------------
+
+
+def first_per_class(labels: np.ndarray, n: int | None) -> np.ndarray:
+    """Indices of the first n/classes images of each class in file order (all when n is None), sorted."""
+    if n is None:
+        return np.arange(len(labels))
+    classes = np.unique(labels)
+    per = n // len(classes)
+    if per < 1:
+        raise ValueError(f"{n} images cannot cover {len(classes)} classes")
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per] for c in classes]))
+
+
+@dataclass
+class _Data:
+    train_x: Tensor  # (N, C, H, W) uint8 on the device
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    metric_index: Tensor  # positions in the test split the feature metrics use
+    mean: Tensor  # (1, C, 1, 1)
+    std: Tensor
+    in_channels: int
+    resize: int | None
+    set: ImageSet
+
+    def inputs(self, x: Tensor) -> Tensor:
+        """uint8 images -> normalised float, resized, channel-expanded, channels_last (all on the device)."""
+        x = (x.float().div_(255) - self.mean) / self.std
+        if self.resize is not None and x.shape[-1] != self.resize:
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
+        if x.shape[1] != self.in_channels:
+            x = x.expand(-1, self.in_channels, -1, -1)
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def _prepare(data: ImageSet, params: ActiveLearningParams, device: torch.device) -> _Data:
+    train = first_per_class(data.train_labels, params.train_size)
+    metric = first_per_class(data.test_labels, params.metric_test_size)
+    channels = data.train_images.shape[1]
+
+    def put(a: np.ndarray) -> Tensor:
+        return torch.tensor(a, device=device)  # a copy: the loaders' arrays are read-only
+
+    def stat(v: tuple[float, ...]) -> Tensor:
+        return torch.tensor(v, dtype=torch.float32, device=device).view(1, channels, 1, 1)
+
+    return _Data(put(data.train_images[train]), put(data.train_labels[train]), put(data.test_images),
+                 put(data.test_labels), put(metric), stat(data.mean), stat(data.std),
+                 3 if params.model == "resnet18" else channels, params.resize, data)  # fmt: skip
+
+
+# -- training and measuring ------------------------------------------------------------------------------
+
+
+class _Trainer:
+    """Adam + cross-entropy on index batches of the resident train tensor; autocast on CUDA only."""
+
+    def __init__(self, model: nn.Module, data: _Data, params: ActiveLearningParams, device: torch.device):
+        self.model, self.data, self.params = model, data, params
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+        self.amp = device.type == "cuda" and params.amp != "off"
+        self.dtype = torch.bfloat16 if params.amp == "bf16" else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp and params.amp == "fp16" else None
+        self.passes = 0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=self.dtype) if self.amp else contextlib.nullcontext()
+
+    def train(self, pool: Tensor, passes: int, shuffle: bool, generator: torch.Generator) -> None:
+        """``passes`` samples from ``pool`` (indices), epoch by epoch; the last epoch may be partial."""
+        self.model.train()
+        left = passes
+        while left > 0:
+            order = torch.randperm(len(pool), generator=generator) if shuffle else torch.arange(len(pool))
+            epoch = pool[order.to(pool.device)[: min(left, len(pool))]]
+            left -= len(epoch)
+            for start in range(0, len(epoch), self.params.batch):
+                index = epoch[start : start + self.params.batch]
+                with self.autocast():
+                    loss = F.cross_entropy(self.model(self.data.inputs(self.data.train_x[index])),
+                                           self.data.train_y[index])  # fmt: skip
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    loss.backward()
+                    self.optimizer.step()
+        self.passes += passes
+
+    @torch.no_grad()
+    def forward(self, images: Tensor, source_features: bool = True) -> dict[str, Tensor]:
+        """Eval-mode pass in batches: logits, pooled and flattened layer4, the source's extractor."""
+        self.model.eval()
+        out: dict[str, list[Tensor]] = {"logits": [], "pooled": [], "flat": [], "source": []}
+        layer = self.model.layer4[-1]
+        for start in range(0, len(images), EVAL_BATCH):
+            with self.autocast():
+                fmap = _trunk(self.model, self.data.inputs(images[start : start + EVAL_BATCH]))
+                pooled = torch.flatten(self.model.avgpool(fmap), 1)
+                out["logits"].append(self.model.fc(pooled).float())
+                out["pooled"].append(pooled.float())
+                out["flat"].append(torch.flatten(fmap, 1).float())
+                if source_features:  # the source's nn.Sequential(*children[:-2], layer4[1], layer4[1].conv2)
+                    out["source"].append(torch.flatten(layer.conv2(layer(fmap)), 1).float())
+        return {k: torch.cat(v) for k, v in out.items() if v}
+
+
+def _round_metrics(trainer: _Trainer, data: _Data) -> dict[str, float]:
+    feats = trainer.forward(data.test_x[data.metric_index])
+    labels = data.test_y[data.metric_index]
+    sil, db = cluster_scores(feats["pooled"].cpu().numpy(), labels.cpu().numpy())
+    accuracy = float((feats["logits"].argmax(1) == labels).double().mean())
+    return {"round_accuracy": accuracy, "round_silhouette_raw": sil, "round_davies_bouldin_raw": db,
+            "round_cosine_source": mean_pairwise_cosine(feats["source"])}  # fmt: skip
+
+
+def _final(trainer: _Trainer, data: _Data, params: ActiveLearningParams) -> tuple[dict[str, float], dict]:
+    logits = trainer.forward(data.test_x, source_features=False)["logits"]
+    accuracy = float((logits.argmax(1) == data.test_y).double().mean())
+    feats = trainer.forward(data.test_x[data.metric_index])
+    labels = data.test_y[data.metric_index].cpu().numpy()
+    tsne_input = feats["flat"] if params.protocol == "as_published" else feats["pooled"]
+    embedding = tsne_embedding(tsne_input.cpu().numpy(), params.tsne_max_iter)
+    sil_t, db_t = cluster_scores(embedding, labels)
+    sil_r, db_r = cluster_scores(feats["pooled"].cpu().numpy(), labels)
+    metrics = {"accuracy": accuracy, "silhouette_tsne": sil_t, "davies_bouldin_tsne": db_t, "silhouette_raw": sil_r,
+               "davies_bouldin_raw": db_r, "cosine_source": mean_pairwise_cosine(feats["source"]),
+               "cosine_uncentred": mean_pairwise_cosine(feats["pooled"]),
+               "cosine_centred": mean_pairwise_cosine(feats["pooled"], centred=True)}  # fmt: skip
+    arrays = {"tsne": embedding, "tsne_labels": labels.astype(np.int16),
+              "cosine_hist_source": cosine_histogram(feats["source"]),
+              "cosine_hist_uncentred": cosine_histogram(feats["pooled"]),
+              "cosine_hist_centred": cosine_histogram(feats["pooled"], centred=True)}  # fmt: skip
+    return metrics, arrays
+
+
+def _one_seed(params: ActiveLearningParams, data: _Data, seed: int, device: torch.device) -> SeedResult:
+    n, n_classes = len(data.train_y), data.set.n_classes
+    needed = params.initial_pool + (params.loops - 1) * params.query_size
+    if params.strategy != "baseline" and needed > n:
+        raise ValueError(f"initial_pool + (loops - 1) x query_size = {needed} exceeds the {n} train images")
+    model = build_model(params, data.in_channels, n_classes, seed).to(device, memory_format=torch.channels_last)
+    trainer = _Trainer(model, data, params, device)
+    order = torch.Generator().manual_seed(stream(seed, _ORDER))
+    everything = torch.arange(n, device=device)
+    rounds: list[dict[str, float]] = []
+    queried = np.zeros((max(params.loops - 1, 0), n_classes), dtype=np.int32)
+    if params.protocol == "as_published" or params.strategy == "baseline":
+        shuffle = params.protocol == "clean"  # the source's baseline loader: shuffle=False
+        trainer.train(everything, n * params.epochs, shuffle, order)
+        labelled = everything
+    if params.strategy == "baseline":
+        rounds.append({"round_labelled": float(n), **_round_metrics(trainer, data)})
+        queried = queried[:0]
+    else:
+        pool_rng = np.random.default_rng(stream(seed, _POOL))
+        query_gen = torch.Generator().manual_seed(stream(seed, _QUERY))
+        is_labelled = torch.zeros(n, dtype=torch.bool, device=device)
+        is_labelled[torch.from_numpy(pool_rng.choice(n, params.initial_pool, replace=False)).to(device)] = True
+        budget = n * params.epochs  # clean: the baseline's sample passes, spread evenly over the rounds
+        for r in range(params.loops):
+            labelled = everything[is_labelled]
+            if params.protocol == "as_published":
+                passes = len(labelled) * params.epochs
+            else:
+                passes = budget * (r + 1) // params.loops - budget * r // params.loops
+            trainer.train(labelled, passes, True, order)
+            rounds.append({"round_labelled": float(len(labelled)), **_round_metrics(trainer, data)})
+            if r == params.loops - 1:
+                break
+            candidates = everything[~is_labelled]
+            probs = None
+            if params.strategy == "least_confidence":
+                probs = trainer.forward(data.train_x[candidates], source_features=False)["logits"].softmax(1)
+            chosen = candidates[select_queries(params.strategy, probs, len(candidates), params.query_size,
+                                               query_gen).to(device)]  # fmt: skip
+            is_labelled[chosen] = True
+            queried[r] = np.bincount(data.train_y[chosen].cpu().numpy(), minlength=n_classes)
+    metrics, arrays = _final(trainer, data, params)
+    first = queried[0] if len(queried) else np.zeros(n_classes)  # later queries are forced: the pool runs out
+    metrics.update(labelled=float(len(labelled)), sample_passes=float(trainer.passes),
+                   most_queried_class=float(first.argmax()) if first.any() else -1.0)  # fmt: skip
+    for name in ROUND_METRICS:
+        metrics[name] = [row[name] for row in rounds]
+    arrays["queried_counts"] = queried
+    arrays["classes"] = np.array(data.set.classes)  # unicode, no pickle
+    for name, value in metrics.items():
+        if not all(math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+            raise FloatingPointError(f"metric {name} is not finite ({value}): the run diverged")
+    return SeedResult(int(seed), metrics, {"round": [float(r) for r in range(len(rounds))]}, arrays)
+
+
+def run(params: ActiveLearningParams, seeds: Sequence[int], device: torch.device | str) -> list[SeedResult]:
+    """Train and measure the arm for every seed on ``device``; one result per seed."""
+    seeds = list(seeds)
+    if not seeds:
+        return []
+    device = torch.device(device)
+    with single_threaded(device):
+        started = time.perf_counter()
+        data = _prepare(load_image_dataset(params.dataset, download=params.download), params, device)
+        results = [_one_seed(params, data, seed, device) for seed in seeds]
+    logger.debug("stall.active_learning %s/%s: %d seeds on %s in %.1f s", params.protocol, params.strategy,
+                 len(seeds), device, time.perf_counter() - started)  # fmt: skip
+    return results
+
+
+EXPERIMENT = Experiment(
+    name="stall.active_learning",
+    params=ActiveLearningParams,
+    run=run,
+    metrics=METRICS,
+    description="STALL: a ResNet-18 (or a small CNN) trained on all data (baseline) or by least-confidence / "
+    "random active learning, as published or under a clean protocol; test accuracy, silhouette and "
+    "Davies-Bouldin on t-SNE and raw features, mean pairwise cosine similarity, queried classes.",
+    depends_on=("repro.data.images", "repro.data.mnist", "repro.experiments.common"),
+)

@@ -1,0 +1,531 @@
+"""Experiment ``subnetworks.split``: polysemantic units split by continuous sparsification (source 2).
+
+Per replicate seed (SOURCES.md sections 2 and 7; the methods are in :mod:`subnetworks_methods`):
+
+1. Detection. Every image of the detection pool goes through the net; for each studied unit of
+   ``layer`` the ``top_k`` images by its centre activation are kept, and HDBSCAN
+   (``min_cluster_size``) clusters the vectors of *all* the layer's units' centre activations on
+   those images. Two or more clusters (noise excluded) mark the unit polysemantic.
+2. The first studied unit with two clusters is split (where none is, the scan goes on down the
+   label-entropy ranking of the layer's units, and ``split_unit`` says which was taken): cluster A
+   is the larger, B the next. Each cluster's images are split ``1 - holdout`` / ``holdout``
+   (train / held out, seeded). The source trained and looked at the same images; here every
+   separation and preservation number is measured on held-out images.
+3. Continuous sparsification on the train images (frozen weights, masks on the weights and biases
+   of every conv up to ``layer``, BCE on the unit + lmbda * sum of the soft mask): mask A (label 1
+   for A), mask B (labels switched), and the random-split control (the same images re-split at
+   random, same sizes, both masks).
+4. Baselines at the CS masks' own kept fraction: SNIP, FORCE, ActGrad (kernels), each scored for a
+   cluster on that cluster's train images; and a sweep over ``sweep_fractions`` for the figure.
+5. Measured on the held-out images: AUROC of the unit's activation separating A from B under each
+   mask and the dense net, feature preservation, and the per-layer overlap of masks A and B
+   against independence.
+
+Scales. ``model = "alexnet"`` (full): torchvision's AlexNet, ImageNet-pretrained (IMAGENET1K_V1),
+or any AlexNet state_dict given by ``weights`` (the source used Hamblin et al.'s sparse AlexNet,
+which torchvision does not ship); images from ``$REPRO_DATA/imagenet/<split>/<wnid>/*.JPEG``
+(the ImageFolder layout), preprocessed as the source (Resize 256, CenterCrop 224, ImageNet
+mean/std). ``model = "small_cnn"`` (ci): a 4-conv CNN trained from the seed on Fashion-MNIST (or
+scikit-learn's digits; ``cnn_*`` params), detection on the 10,000 test images; with ``units = []``
+the studied units are chosen by the detection step itself: the ``n_auto_units`` units whose top-k
+images spread most evenly over the dataset's classes (label entropy), a screen that does not use
+HDBSCAN, so that the cluster count it is judged by is not also what chose it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+
+from repro.data.mnist import data_dir, load_fashion_mnist, load_sklearn_digits
+from repro.errors import DataUnavailableError
+from repro.experiments import subnetworks_methods as M
+from repro.experiments.common import single_threaded, stream
+from repro.registry import Experiment, SeedResult
+
+__all__ = ["EXPERIMENT", "METHODS", "METRICS", "SubnetworkParams", "imagenet_folder", "load_alexnet", "run"]
+
+METHODS = ("snip", "force", "actgrad")
+_CNN, _SPLIT, _CS, _RANDOM = 0, 1, 2, 3  # random streams of a replicate seed
+SHOWN_IMAGES = 8
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's IMAGENET1K_V1 weights file
+
+
+class SubnetworkParams(BaseModel):
+    """Parameters of ``subnetworks.split``; defaults are the source's full-scale setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Literal["alexnet", "small_cnn"] = Field("alexnet", description="alexnet: full scale; small_cnn: ci.")
+    weights: str | None = Field(
+        None,
+        description="alexnet: a state_dict file (e.g. Hamblin's sparse AlexNet); None: torchvision's ImageNet "
+        "weights from its cache or $REPRO_DATA/weights.",
+    )
+    dataset: Literal["imagenet", "fashion_mnist", "sklearn_digits"] = "imagenet"
+    imagenet_split: str = Field("train", description="Folder under $REPRO_DATA/imagenet (the source: train).")
+    n_images: int | None = Field(None, ge=1, description="Detection pool: a seeded sample of this many; None: all.")
+    workers: int = Field(8, ge=0, le=64, description="alexnet: DataLoader workers decoding JPEGs.")
+    layer: str = Field("features.10", pattern=r"^features\.\d+$", description="The conv module of the units.")
+    units: list[int] = Field([255, 15, 167], description="Units studied; [] (TOML has no null): detection chooses.")
+    n_auto_units: int = Field(3, ge=1, le=64, description="units = []: how many units the screen picks.")
+    top_k: int = Field(1000, ge=10, description="Top images per unit (the source: 1000).")
+    min_cluster_size: int = Field(50, ge=2, description="HDBSCAN min_cluster_size (the source: 50).")
+    split: bool = Field(True, description="Run steps 2-5; False: detection only.")
+    holdout: float = Field(0.25, gt=0.0, lt=1.0, description="Share of each cluster held out for measuring.")
+    epochs: int = Field(160, ge=1, le=10_000)
+    batch: int = Field(32, ge=1)
+    lr: float = Field(0.1, gt=0.0, le=100.0)
+    lr_drops: list[int] = Field([130, 150], description="Epochs at which the lr is multiplied by 0.1.")
+    weight_decay: float = Field(1e-4, ge=0.0, description="SGD weight decay on the mask parameters (source arg).")
+    lmbda: float = Field(1e-6, ge=0.0, description="Weight of the sum of the soft weight masks.")
+    temperature_final: float = Field(200.0, ge=1.0)
+    mask_init: float = Field(0.0, description="s0; the source: 0 (sigma = 0.5 at the start, no rescaling).")
+    force_iterations: int = Field(10, ge=1, le=1000, description="FORCE rounds (circuit explorer: T = 10).")
+    sweep_fractions: list[float] = Field([0.01, 0.02, 0.05, 0.1, 0.2, 0.5], min_length=1)
+    cnn_channels: int = Field(32, ge=2, le=512, description="small_cnn: channels of each conv.")
+    cnn_epochs: int = Field(2, ge=1, le=100)
+    cnn_train_images: int = Field(6_000, ge=100, description="small_cnn: train images (first n of the split).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SubnetworkParams:
+        if (self.model == "alexnet") != (self.dataset == "imagenet"):
+            raise ValueError("model 'alexnet' goes with dataset 'imagenet', 'small_cnn' with the small datasets")
+        if self.weights is not None and self.model != "alexnet":
+            raise ValueError("weights is a state_dict path for model 'alexnet'")
+        if any(not 0 < d for d in self.lr_drops) or sorted(self.lr_drops) != self.lr_drops:
+            raise ValueError("lr_drops must be increasing positive epochs")
+        if any(not 0 < f < 1 for f in self.sweep_fractions):
+            raise ValueError("sweep_fractions must lie in (0, 1)")
+        if self.units and min(self.units) < 0:
+            raise ValueError("units are channel indices (>= 0)")
+        if self.top_k < 2 * self.min_cluster_size:
+            raise ValueError("top_k must hold at least two clusters of min_cluster_size")
+        return self
+
+    @property
+    def layer_index(self) -> int:
+        return int(self.layer.split(".")[1])
+
+
+SCALARS = (
+    "n_clusters_min", "polysemantic_fraction", "split_unit", "n_clusters", "cluster_size_a", "cluster_size_b",
+    "kept_fraction", "kept_fraction_a", "kept_fraction_b",
+    "auroc_dense", "auroc_mask_a", "auroc_mask_b", "auroc_own_min", "auroc_gain_min",
+    "auroc_random_own_min", "auroc_vs_random", "preservation_cs", "auroc_soft_own_min", "undecided_fraction",
+    *(f"{kind}_{m}" for m in METHODS for kind in ("auroc_own_min", "preservation")),
+    "auroc_cs_minus_heuristics", "preservation_heuristics_minus_cs", "overlap_ratio", "jaccard", "jaccard_expected",
+)  # fmt: skip
+LAYER_METRICS = ("overlap_ratio_layer", "overlap_p_layer", "jaccard_layer")
+METRICS: tuple[str, ...] = SCALARS + LAYER_METRICS
+
+
+# -- data and models -------------------------------------------------------------------------------------------
+
+
+def imagenet_folder(split: str = "train") -> Path:
+    """``$REPRO_DATA/imagenet/<split>`` after checking the ImageFolder layout; else DataUnavailableError."""
+    root = data_dir() / "imagenet" / split
+    how = (
+        f"ImageNet images are not in {root}. The ImageNet licence forbids downloading them for you: get "
+        "ILSVRC2012 from https://image-net.org (registered account), then lay the train images out as "
+        f"{root}/<wnid>/<image>.JPEG (one folder per class, e.g. n01440764/n01440764_10026.JPEG, which is what "
+        "the official ILSVRC2012_img_train.tar gives once each class tar is extracted into its own folder), "
+        "or point REPRO_DATA at a folder holding imagenet/<split>/. Nothing replaces them at full scale; the ci "
+        "scale uses Fashion-MNIST."
+    )
+    if not root.is_dir():
+        raise DataUnavailableError(how)
+    classes = [d for d in root.iterdir() if d.is_dir()]
+    if not classes or not any(f.suffix.lower() in {".jpeg", ".jpg", ".png"} for f in next(iter(classes)).iterdir()):
+        raise DataUnavailableError(f"{root} exists but holds no <class>/<image>.JPEG folders. " + how)
+    return root
+
+
+def load_alexnet(weights: str | None) -> nn.Module:
+    """torchvision AlexNet with ``weights`` (a state_dict file) or torchvision's ImageNet weights, found in
+    torch's hub cache or $REPRO_DATA/weights; never downloaded silently and never random."""
+    from torchvision.models import alexnet
+
+    net = alexnet()
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise DataUnavailableError(f"AlexNet weights file {path} does not exist (param weights)")
+    else:
+        candidates = [Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE, data_dir() / "weights" / ALEXNET_FILE]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise DataUnavailableError(
+                f"torchvision's ImageNet AlexNet weights ({ALEXNET_FILE}) are in neither {candidates[0]} nor "
+                f'{candidates[1]}. On a machine with internet: python -c "from torchvision.models import alexnet, '
+                "AlexNet_Weights; alexnet(weights=AlexNet_Weights.IMAGENET1K_V1)\" (fills torch's cache), or copy "
+                f"the file into {candidates[1].parent}. For Hamblin's sparse AlexNet set weights = '<path to its "
+                "state_dict>' (torchvision has no sparse AlexNet)."
+            )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+    return net.eval()
+
+
+def small_cnn(channels: int, in_channels: int = 1, n_classes: int = 10) -> nn.Module:
+    """features.0/2/4/6 are 3x3 convs (padding 1; the first two stride 2: 28 -> 14 -> 7), each followed by a
+    ReLU; then global average pooling and a linear head. Strided convs rather than AlexNet's max-pools: on
+    one CPU thread max_pool2d cost as much as the convs themselves."""
+    c = channels
+    net = nn.Module()
+    net.features = nn.Sequential(
+        nn.Conv2d(in_channels, c, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+    )  # fmt: skip
+    net.head = nn.Linear(c, n_classes)
+    return net
+
+
+@functools.lru_cache(maxsize=2)
+def _small_data(name: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    data = load_fashion_mnist() if name == "fashion_mnist" else load_sklearn_digits()
+
+    def images(x: np.ndarray) -> Tensor:
+        return torch.as_tensor(x / data.max_value, dtype=torch.float32).view(-1, 1, data.side, data.side)
+
+    return (images(data.train_images), torch.tensor(data.train_labels), images(data.test_images),
+            torch.tensor(data.test_labels))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=16)
+def _trained_cnn(dataset: str, channels: int, epochs: int, n_train: int, seed: int) -> dict[str, Tensor]:
+    """The ci CNN trained from the seed (Adam 1e-3, batch 128), kept per process so that claims on two
+    layers of the same net train it once; a pure function of its arguments."""
+    x, y, _, _ = _small_data(dataset)
+    x, y = x[:n_train], y[:n_train]
+    g = torch.Generator().manual_seed(stream(seed, _CNN))
+    with torch.random.fork_rng(devices=[]):  # nn's init draws from the global generator: seed it, then restore
+        torch.manual_seed(stream(seed, _CNN, 1))
+        net = small_cnn(channels)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g)
+        for start in range(0, len(x), 128):
+            idx = order[start : start + 128]
+            logits = net.head(net.features(x[idx]).mean((2, 3)))
+            loss = F.cross_entropy(logits, y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+class _Pool:
+    """The detection pool of one seed: the frozen features, the images (a tensor, or a lazy ImageFolder)
+    with their labels, and the sample of them scanned."""
+
+    def __init__(self, params: SubnetworkParams, features: nn.Sequential, images: Tensor | None, dataset: object,
+                 labels: Tensor, seed: int, device: torch.device) -> None:  # fmt: skip
+        self.params, self.features, self.x, self.dataset, self.device = params, features, images, dataset, device
+        per_seed = params.model == "small_cnn" or params.n_images is not None
+        self.cache_key = (params.model, params.weights, params.dataset, params.imagenet_split, params.cnn_channels,
+                          params.cnn_epochs, params.cnn_train_images, params.n_images, seed if per_seed else None,
+                          str(device))  # fmt: skip
+        self.index = np.arange(len(labels))
+        if params.n_images is not None and params.n_images < len(labels):
+            rng = np.random.default_rng(stream(seed, _SPLIT))
+            self.index = np.sort(rng.choice(len(labels), params.n_images, replace=False))
+        self.labels = labels[torch.as_tensor(self.index)]
+
+    def images(self, where: np.ndarray) -> Tensor:
+        """Images at positions ``where`` of the pool, on the device."""
+        index = self.index[where]
+        if self.x is not None:
+            return self.x[torch.as_tensor(index)].to(self.device)
+        return torch.stack([self.dataset[int(i)][0] for i in index]).to(self.device)  # type: ignore[index]
+
+    def layer_vectors(self) -> Tensor:
+        """(N_pool, C) centre activations of every unit of the layer.
+
+        For the ci CNN one pass keeps every conv's centre vectors, cached per process by ``cache_key``
+        (claims on two layers of the same seed's net share it); a pure function of the key."""
+        layer = self.params.layer_index
+        if self.x is None:  # ImageNet: one layer per pass, shared by the seeds of a call when n_images is None
+            key = (*self.cache_key, layer)
+            if key not in _VECTORS:
+                subset = torch.utils.data.Subset(self.dataset, self.index.tolist())  # type: ignore[arg-type]
+                loader = torch.utils.data.DataLoader(subset, batch_size=256, num_workers=self.params.workers)
+                _VECTORS.clear()  # (1.28 M, C) floats: keep one
+                _VECTORS[key] = _centres(self.features, (x.to(self.device) for x, _ in loader), [layer])
+            return _VECTORS[key][layer]
+        if self.cache_key not in _VECTORS:
+            n, convs = len(self.index), [i for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
+            batches = (self.images(np.arange(s, min(s + 512, n))) for s in range(0, n, 512))
+            _VECTORS[self.cache_key] = _centres(self.features, batches, convs)
+            while len(_VECTORS) > 32:
+                del _VECTORS[next(iter(_VECTORS))]
+        return _VECTORS[self.cache_key][layer]
+
+    def crops(self, where: np.ndarray, side: int = 48) -> np.ndarray:
+        """Receptive-field crops of the centre unit, uint8 (n, side, side) or (n, side, side, 3)."""
+        x = self.images(where).cpu()
+        size = x.shape[-1]
+        with torch.no_grad():
+            probe = torch.zeros(1, x.shape[1], size, size, device=self.device)
+            centre = M._forward(self.features, self.params.layer_index, probe, None).shape[-1] // 2
+        lo, hi = M.receptive_field(self.features, self.params.layer_index, centre, size)
+        crop = x[:, :, lo:hi, lo:hi]
+        if self.x is None:  # undo the ImageNet normalisation
+            crop = crop * torch.tensor(_STD)[:, None, None] + torch.tensor(_MEAN)[:, None, None]
+        crop = F.interpolate(crop, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1)
+        array = (crop * 255).round().to(torch.uint8).numpy()
+        return array[:, 0] if array.shape[1] == 1 else array.transpose(0, 2, 3, 1)
+
+
+_MEAN, _STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+_VECTORS: dict[tuple, dict[int, Tensor]] = {}
+
+
+def _centres(features: nn.Sequential, batches: Iterator[Tensor], layers: list[int]) -> dict[int, Tensor]:
+    """{conv index: (N, C) centre activations} over the batches, one forward pass through ``features``."""
+    out: dict[int, list[Tensor]] = {i: [] for i in layers}
+    with torch.no_grad():
+        for x in batches:
+            for i, module in enumerate(list(features)[: max(layers) + 1]):
+                x = F.relu(x) if isinstance(module, nn.ReLU) else module(x)
+                if i in out:
+                    out[i].append(x[:, :, x.shape[2] // 2, x.shape[3] // 2].cpu())
+    return {i: torch.cat(v) for i, v in out.items()}
+
+
+def _pools(params: SubnetworkParams, seeds: Sequence[int], device: torch.device) -> Iterator[tuple[int, _Pool]]:
+    if params.model == "small_cnn":
+        _, _, x, labels = _small_data(params.dataset)
+        for seed in seeds:
+            net = small_cnn(params.cnn_channels)
+            net.load_state_dict(_trained_cnn(params.dataset, params.cnn_channels, params.cnn_epochs,
+                                             params.cnn_train_images, seed))  # fmt: skip
+            yield (
+                seed,
+                _Pool(params, net.features.to(device).eval().requires_grad_(False), x, None, labels, seed, device),
+            )
+        return
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                             transforms.Normalize(_MEAN, _STD)])  # fmt: skip
+    dataset = datasets.ImageFolder(str(imagenet_folder(params.imagenet_split)), transform=tf)
+    features = load_alexnet(params.weights).features.to(device).eval().requires_grad_(False)
+    for seed in seeds:
+        yield seed, _Pool(params, features, None, dataset, torch.as_tensor(dataset.targets), seed, device)
+
+
+# -- one seed ------------------------------------------------------------------------------------------------
+
+
+def _entropy_rank(vectors: Tensor, labels: Tensor, k: int) -> list[int]:
+    """Units ordered by the label entropy of their top-k images, most mixed first (the ci screen)."""
+    top = vectors.topk(k, dim=0).indices  # (k, C)
+    n_classes = int(labels.max()) + 1
+    counts = torch.zeros(n_classes, vectors.shape[1]).scatter_add_(0, labels[top], torch.ones(top.shape))
+    p = counts / k
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(0)
+    return torch.argsort(entropy, descending=True, stable=True).tolist()
+
+
+def _cluster(vectors: Tensor, unit: int, params: SubnetworkParams) -> tuple[int, int, np.ndarray, np.ndarray]:
+    top = torch.topk(vectors[:, unit], params.top_k).indices.numpy()  # pool positions, by activation
+    count, labels = M.n_clusters(vectors[top].numpy(), params.min_cluster_size)
+    return unit, count, top, labels
+
+
+def _detect(
+    pool: _Pool, params: SubnetworkParams
+) -> tuple[list[tuple[int, int, np.ndarray, np.ndarray]], tuple | None]:
+    """HDBSCAN on the studied units; and the unit to split: the first polysemantic studied unit, else
+    (the split needs one) the first polysemantic unit further down the screen's ranking, else None."""
+    vectors = pool.layer_vectors()
+    n_units = vectors.shape[1]
+    ranking = _entropy_rank(vectors, pool.labels, params.top_k)
+    units = params.units or ranking[: params.n_auto_units]
+    if max(units) >= n_units:
+        raise ValueError(f"{params.layer} has {n_units} units; asked for {units}")
+    found = [_cluster(vectors, u, params) for u in units]
+    chosen = next((f for f in found if f[1] >= 2), None)
+    if params.split and chosen is None:
+        rest = (_cluster(vectors, u, params) for u in ranking if u not in units)
+        chosen = next((f for f in rest if f[1] >= 2), None)
+    return found, chosen
+
+
+def _measure(features: nn.Sequential, layer: int, unit: int, x: Tensor, positive: Tensor,
+             masks: list[M.Masks | None]) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Per mask: the unit's activations on the positive and the negative images of x."""
+    out = []
+    for m in masks:
+        a = M.unit_activation(features, layer, unit, x, m).cpu().double().numpy()
+        out.append((a[positive.cpu().numpy()], a[~positive.cpu().numpy()]))
+    return out
+
+
+def _split(pool: _Pool, params: SubnetworkParams, seed: int, unit: int, top: np.ndarray, labels: np.ndarray
+           ) -> tuple[dict[str, float | list[float]], dict[str, np.ndarray]]:  # fmt: skip
+    features, layer = pool.features, params.layer_index
+    sizes = np.bincount(labels[labels >= 0])
+    a_label, b_label = np.argsort(-sizes, kind="stable")[:2]
+    members = [top[labels == a_label], top[labels == b_label]]  # pool positions, by activation (descending)
+    rng = np.random.default_rng(stream(seed, _SPLIT, 1))
+    train, held = [], []
+    for group in members:
+        mask = np.zeros(len(group), dtype=bool)
+        n_held = min(max(1, int(round(params.holdout * len(group)))), len(group) - 1)  # >= 1 on each side
+        mask[rng.choice(len(group), n_held, replace=False)] = True
+        train.append(group[~mask])
+        held.append(group[mask])
+    x_train = pool.images(np.r_[train[0], train[1]])
+    y_train = torch.cat([torch.ones(len(train[0])), torch.zeros(len(train[1]))]).to(pool.device)
+    x_held = pool.images(np.r_[held[0], held[1]])
+    is_a = torch.cat([torch.ones(len(held[0])), torch.zeros(len(held[1]))]).bool()
+    # the random-split control: the same images, labels shuffled (same sizes), same train / held-out split
+    shuffled = torch.cat([y_train.cpu(), is_a.float()])[torch.randperm(len(y_train) + len(is_a),
+                                                                        generator=torch.Generator().manual_seed(
+                                                                            stream(seed, _RANDOM)))]  # fmt: skip
+    r_train, r_held = shuffled[: len(y_train)].to(pool.device), shuffled[len(y_train) :].bool()
+
+    soft: dict[int, M.Masks] = {}  # the final soft masks sigma(t_final * s), to tell the hard ticket's loss
+    undecided: list[float] = []  # share of weight masks the soft mask leaves in (0.1, 0.9) at t_final
+
+    def cs(target: Tensor, which: int) -> M.Masks:
+        s = M.train_cs_mask(features, layer, unit, x_train, target, epochs=params.epochs, batch=params.batch,
+                            lr=params.lr, lr_drops=params.lr_drops, weight_decay=params.weight_decay,
+                            lmbda=params.lmbda, temperature_final=params.temperature_final,
+                            mask_init=params.mask_init,
+                            generator=torch.Generator().manual_seed(stream(seed, _CS, which)))  # fmt: skip
+        t = params.temperature_final
+        soft[which] = [(M.soft_mask(sw, t), M.soft_mask(sb, t)) for sw, sb in s]
+        if which < 2:
+            flat = torch.cat([sw.flatten() for sw, _ in s])
+            undecided.append(float(((t * flat).abs() < math.log(9)).double().mean()))
+        return [(M.hard_mask(sw), M.hard_mask(sb)) for sw, sb in s]
+
+    mask_a, mask_b = cs(y_train, 0), cs(1 - y_train, 1)
+    rand_a, rand_b = cs(r_train, 2), cs(1 - r_train, 3)
+    (da, db), (aa, ab), (ba, bb) = _measure(features, layer, unit, x_held, is_a, [None, mask_a, mask_b])
+    auroc_dense, auroc_a, auroc_b = M.auroc(da, db), M.auroc(aa, ab), M.auroc(bb, ba)
+    (r1, r2), (s1, s2) = _measure(features, layer, unit, x_held, r_held, [rand_a, rand_b])
+    (sa, sab), (sba, sb) = _measure(features, layer, unit, x_held, is_a, [soft[0], soft[1]])
+    random_min = min(M.auroc(r1, r2), M.auroc(s2, s1))
+    m: dict[str, float | list[float]] = {
+        "cluster_size_a": float(len(members[0])), "cluster_size_b": float(len(members[1])),
+        "kept_fraction_a": M.kept_fraction(mask_a), "kept_fraction_b": M.kept_fraction(mask_b),
+        "auroc_dense": auroc_dense, "auroc_mask_a": auroc_a, "auroc_mask_b": auroc_b,
+        "auroc_own_min": min(auroc_a, auroc_b),
+        "auroc_gain_min": min(auroc_a - auroc_dense, auroc_b - (1 - auroc_dense)),
+        "auroc_random_own_min": random_min, "auroc_vs_random": min(auroc_a, auroc_b) - random_min,
+        "preservation_cs": (M.preservation(aa, da) + M.preservation(bb, db)) / 2,
+        "auroc_soft_own_min": min(M.auroc(sa, sab), M.auroc(sb, sba)), "undecided_fraction": float(np.mean(undecided)),
+    }  # fmt: skip
+    m["kept_fraction"] = (m["kept_fraction_a"] + m["kept_fraction_b"]) / 2
+    pairs = {"dense": (da, db), "mask_a": (aa, ab), "mask_b": (ba, bb)}
+    arrays = {
+        f"act_{name}_{c}": v.astype(np.float32) for name, pair in pairs.items() for c, v in zip("ab", pair, strict=True)
+    }
+    # baselines: scored on each cluster's own train images, at the CS mask's kept fraction and on a sweep
+    convs = [features[i] for i in M.conv_indices(features, layer)]
+    total = sum(c.weight.numel() for c in convs)
+    x_a, x_b = x_train[: len(train[0])], x_train[len(train[0]) :]
+
+    def heuristic(method: str, x: Tensor, keep: int) -> M.Masks:
+        if method == "snip":
+            weight_masks = M.mask_from_scores(M.snip_scores(features, layer, unit, x), keep)
+        elif method == "force":
+            weight_masks = M.force_mask(features, layer, unit, x, keep, params.force_iterations)
+        else:
+            kernels = M.kernel_mask_from_scores(M.actgrad_kernel_scores(features, layer, unit, x),
+                                                [c.weight[0, 0].numel() for c in convs], keep)  # fmt: skip
+            weight_masks = [
+                k[:, :, None, None].expand_as(c.weight).clone() for k, c in zip(kernels, convs, strict=True)
+            ]
+        return [(w, torch.ones(c.out_channels, device=w.device)) for w, c in zip(weight_masks, convs, strict=True)]
+
+    def judge(ma: M.Masks, mb: M.Masks) -> tuple[float, float]:
+        (_, _), (pa, pb), (qa, qb) = _measure(features, layer, unit, x_held, is_a, [None, ma, mb])
+        own = min(M.auroc(pa, pb), M.auroc(qb, qa))
+        return own, (M.preservation(pa, da) + M.preservation(qb, db)) / 2
+
+    best = -math.inf
+    for method in METHODS:
+        own, kept = judge(heuristic(method, x_a, round(m["kept_fraction_a"] * total)),
+                          heuristic(method, x_b, round(m["kept_fraction_b"] * total)))  # fmt: skip
+        m[f"auroc_own_min_{method}"], m[f"preservation_{method}"] = own, kept
+        best = max(best, own)
+        sweep = [judge(heuristic(method, x_a, round(f * total)), heuristic(method, x_b, round(f * total)))
+                 for f in params.sweep_fractions]  # fmt: skip
+        arrays[f"sweep_auroc_{method}"] = np.array([v[0] for v in sweep])
+        arrays[f"sweep_preservation_{method}"] = np.array([v[1] for v in sweep])
+    m["auroc_cs_minus_heuristics"] = m["auroc_own_min"] - best
+    m["preservation_heuristics_minus_cs"] = min(m[f"preservation_{h}"] for h in METHODS) - m["preservation_cs"]
+    # independence: per masked layer, the overlap of masks A and B against the hypergeometric expectation
+    layers = [M.overlap_stats(wa, wb) for (wa, _), (wb, _) in zip(mask_a, mask_b, strict=True)]
+    obs, exp = sum(s["observed"] for s in layers), sum(s["expected"] for s in layers)
+    kept = sum(s["kept_a"] + s["kept_b"] for s in layers)
+    m.update({
+        "overlap_ratio": obs / exp if exp > 0 else math.nan, "jaccard": obs / (kept - obs) if kept > obs else math.nan,
+        "jaccard_expected": exp / (kept - exp) if kept > exp else math.nan,
+        "overlap_ratio_layer": [s["observed"] / s["expected"] if s["expected"] > 0 else math.nan for s in layers],
+        "overlap_p_layer": [s["p_excess"] for s in layers], "jaccard_layer": [s["jaccard"] for s in layers],
+    })  # fmt: skip
+    arrays.update({f"layer_{k}": np.array([s[k] for s in layers]) for k in ("n", "kept_a", "kept_b", "observed",
+                                                                            "expected")})  # fmt: skip
+    arrays["sweep_fractions"] = np.array(params.sweep_fractions)
+    arrays["cluster_a_images"] = pool.crops(members[0][:SHOWN_IMAGES])
+    arrays["cluster_b_images"] = pool.crops(members[1][:SHOWN_IMAGES])
+    return m, arrays
+
+
+def _one_seed(pool: _Pool, params: SubnetworkParams, seed: int) -> SeedResult:
+    found, chosen = _detect(pool, params)
+    counts = [count for _, count, _, _ in found]
+    n_layers = len(M.conv_indices(pool.features, params.layer_index))
+    metrics: dict[str, float | list[float]] = {name: math.nan for name in SCALARS}
+    metrics.update({name: [math.nan] * n_layers for name in LAYER_METRICS})
+    metrics["n_clusters_min"] = float(min(counts))
+    metrics["polysemantic_fraction"] = float(np.mean([c >= 2 for c in counts]))
+    arrays: dict[str, np.ndarray] = {
+        "studied_units": np.array([f[0] for f in found]),
+        "studied_clusters": np.array(counts),
+    }
+    if params.split and chosen is not None:
+        unit, count, top, labels = chosen
+        metrics.update({"split_unit": float(unit), "n_clusters": float(count)})
+        split_metrics, split_arrays = _split(pool, params, seed, unit, top, labels)
+        metrics.update(split_metrics)
+        arrays.update(split_arrays)
+    sweep = {"layer": [float(i) for i in M.conv_indices(pool.features, params.layer_index)]}
+    return SeedResult(int(seed), metrics, sweep, arrays)
+
+
+def run(params: SubnetworkParams, seeds: Sequence[int], device: torch.device | str) -> list[SeedResult]:
+    """Detect, split and measure for each seed on ``device``; one result per seed."""
+    device = torch.device(device)
+    with single_threaded(device):
+        return [_one_seed(pool, params, seed) for seed, pool in _pools(params, list(seeds), device)]
+
+
+EXPERIMENT = Experiment(
+    name="subnetworks.split",
+    params=SubnetworkParams,
+    run=run,
+    metrics=METRICS,
+    description="Polysemantic conv units (HDBSCAN on the layer's activations over a unit's top images) split by "
+    "continuous sparsification into per-cluster subnetworks; SNIP / FORCE / ActGrad at matched sparsity; a "
+    "random-split control; mask overlap against independence (source 2, Savarese et al. 2020).",
+    depends_on=("repro.experiments.subnetworks_methods", "repro.data.mnist", "repro.experiments.common"),
+)

@@ -1,0 +1,262 @@
+"""Tests of the subnetworks.split methods and experiment (repro/experiments/subnetworks*.py).
+
+Hand-computed tiny cases for the mask, the schedules and the scores; synthetic data for HDBSCAN; a
+tiny CPU run on scikit-learn's 8x8 digits for the experiment's plumbing. The source's claims are
+judged by claims/subnetworks.toml, not here. Nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pydantic
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from repro.claim import Claim
+from repro.errors import DataUnavailableError
+from repro.experiments import subnetworks_methods as M
+from repro.experiments import subnetworks_plots
+from repro.experiments.subnetworks import METRICS, SubnetworkParams, imagenet_folder, load_alexnet, run, small_cnn
+from repro.load import load_claims
+from repro.report.figures import figure_to_data_uri
+from repro.runner import run_claim
+from repro.store import Store
+
+CLAIMS = Path(__file__).resolve().parents[1] / "claims"
+
+
+def _conv(in_ch: int, out_ch: int, k: int, weight: list, bias: list | None = None) -> nn.Sequential:
+    conv = nn.Conv2d(in_ch, out_ch, k)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(weight, dtype=torch.float32).view_as(conv.weight))
+        conv.bias.copy_(torch.tensor(bias if bias is not None else [0.0] * out_ch))
+    return nn.Sequential(conv).requires_grad_(False)
+
+
+# ---- continuous sparsification: mask, schedules, hard ticket -----------------------------------------------
+
+
+def test_soft_mask_is_sigmoid_of_temperature_times_s():
+    s = torch.tensor([0.0, 0.5, -0.25])
+    assert M.soft_mask(s, 1.0)[0] == 0.5  # s0 = 0: every weight starts at half strength (no rescaling)
+    expected = [0.5, 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))]
+    assert M.soft_mask(s, 4.0).tolist() == pytest.approx(expected)
+
+
+def test_temperature_rises_geometrically_from_1_to_final():
+    assert M.temperatures(5, 16.0) == pytest.approx([1.0, 2.0, 4.0, 8.0, 16.0])
+    t = M.temperatures(160, 200.0)
+    assert t[0] == 1.0 and t[-1] == pytest.approx(200.0)
+    assert t[1] / t[0] == pytest.approx(200 ** (1 / 159))  # the source's per-epoch factor
+    assert M.temperatures(1, 200.0) == [1.0]
+
+
+def test_learning_rate_drops_tenfold_at_each_milestone():
+    lrs = [M.learning_rate(e, 0.1, [130, 150]) for e in (0, 129, 130, 149, 150, 159)]
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_hard_mask_keeps_strictly_positive_s():
+    assert M.hard_mask(torch.tensor([-1.0, 0.0, 1e-9, 2.0])).tolist() == [0.0, 0.0, 1.0, 1.0]
+    masks = [(torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.ones(2)), (torch.ones(4), torch.zeros(1))]
+    assert M.kept_fraction(masks) == pytest.approx(5 / 8)  # biases are not counted
+
+
+def test_cs_keeps_the_weight_that_separates_the_clusters():
+    # unit = 1*x0 + 1*x1: cluster A lights channel 0, cluster B channel 1; the dense unit cannot tell them apart
+    features = _conv(2, 1, 1, [1.0, 1.0])
+    x = torch.zeros(16, 2, 1, 1)
+    x[:8, 0], x[8:, 1] = 3.0, 3.0
+    y = torch.cat([torch.ones(8), torch.zeros(8)])
+    kwargs = dict(epochs=10, batch=4, lr=0.1, lr_drops=[8], weight_decay=0.0, lmbda=1e-6, temperature_final=50.0,
+                  mask_init=0.0)  # fmt: skip
+    ((s_w, _),) = M.train_cs_mask(features, 0, 0, x, y, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert M.hard_mask(s_w).flatten().tolist() == [1.0, 0.0]
+    ((s_w, _),) = M.train_cs_mask(features, 0, 0, x, 1 - y, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert M.hard_mask(s_w).flatten().tolist() == [0.0, 1.0]  # switched labels: cluster B's subnetwork
+
+
+# ---- baselines ------------------------------------------------------------------------------------------
+
+
+def _two_by_two():
+    # one 2x2 kernel on a 2x2 image: the unit is sum_k w_k x_k, so dA/dw_k = mean over images of x_k
+    features = _conv(1, 1, 2, [1.0, -2.0, 3.0, 0.5])
+    x = torch.tensor([[1.0, 1.0], [2.0, 2.0]]).view(1, 1, 2, 2)
+    return features, x
+
+
+def test_snip_is_weight_times_gradient():
+    features, x = _two_by_two()
+    (scores,) = M.snip_scores(features, 0, 0, x)
+    assert scores.flatten().tolist() == pytest.approx([1.0, 2.0, 6.0, 1.0])
+    (mask,) = M.mask_from_scores([scores], 2)
+    assert mask.flatten().tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_actgrad_scores_the_whole_kernel():
+    features, x = _two_by_two()
+    (scores,) = M.actgrad_kernel_scores(features, 0, 0, x)
+    assert scores.shape == (1, 1)
+    assert float(scores) == pytest.approx(abs(1 - 2 + 6 + 1))  # |sum_k w_k dA/dw_k|
+
+
+def test_kernel_masks_take_whole_kernels_until_the_count_is_reached():
+    scores, sizes = [torch.tensor([[5.0, 1.0]]), torch.tensor([[3.0]])], [4, 9]
+    first, second = M.kernel_mask_from_scores(scores, sizes, 4)
+    assert first.tolist() == [[1.0, 0.0]] and second.tolist() == [[0.0]]
+    first, second = M.kernel_mask_from_scores(scores, sizes, 5)
+    assert first.tolist() == [[1.0, 0.0]] and second.tolist() == [[1.0]]
+
+
+def test_force_with_one_iteration_is_snip_and_keeps_the_count():
+    torch.manual_seed(0)
+    features = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 2, 3)).requires_grad_(False)
+    x = torch.randn(6, 1, 6, 6)
+    snip = M.mask_from_scores(M.snip_scores(features, 2, 1, x), 20)
+    force = M.force_mask(features, 2, 1, x, 20, iterations=1)
+    assert all(torch.equal(a, b) for a, b in zip(snip, force, strict=True))
+    force10 = M.force_mask(features, 2, 1, x, 20, iterations=10)
+    assert sum(int(m.sum()) for m in force10) == 20
+
+
+# ---- independence ------------------------------------------------------------------------------------------
+
+
+def test_overlap_against_the_hypergeometric_expectation():
+    a = torch.zeros(10)
+    a[:4] = 1
+    b = torch.zeros(10)
+    b[[0, 1, 5, 6, 7]] = 1
+    stats = M.overlap_stats(a, b)
+    assert stats["observed"] == 2 and stats["expected"] == pytest.approx(4 * 5 / 10)
+    # P(X >= 2), X ~ hypergeometric(N=10, K=4, n=5): 1 - [C(6,5) + 4 C(6,4)] / C(10,5)
+    assert stats["p_excess"] == pytest.approx(1 - (6 + 4 * 15) / 252)
+    assert stats["jaccard"] == pytest.approx(2 / 7)
+    same = M.overlap_stats(a, a)
+    assert same["observed"] == 4 and same["p_excess"] == pytest.approx(1 / math.comb(10, 4))
+
+
+# ---- detection -------------------------------------------------------------------------------------------
+
+
+def test_receptive_field_of_alexnet_conv5_centre():
+    from torchvision.models import alexnet
+
+    features = alexnet().features
+    # conv5 (features.10): 163 px with a 16 px jump; its first window starts at -66, so [6, 6] starts at 30
+    assert M.receptive_field(features, 10, 6, 224) == (30, 193)
+    assert M.receptive_field(features, 0, 0, 224) == (0, 9)  # conv1 k11 s4 p2: [-2, 9) clipped
+    assert M.receptive_field(features, 0, 1, 224) == (2, 13)
+
+
+def test_receptive_field_of_the_ci_cnn():
+    features = small_cnn(4).features
+    # k3 s2 p1, k3 s2 p1, k3 p1, k3 p1: window 23 px, jump 4, first start -11; centre of 7x7 is 3
+    assert M.receptive_field(features, 6, 3, 28) == (1, 24)
+    assert M.receptive_field(features, 2, 0, 28) == (0, 4)
+
+
+def test_hdbscan_counts_two_blobs_as_two_and_one_blob_as_fewer():
+    rng = np.random.default_rng(0)
+    blob = rng.normal(size=(150, 8))
+    bimodal = np.r_[blob, rng.normal(size=(150, 8)) + 10.0]
+    count, labels = M.n_clusters(bimodal, 50)
+    assert count == 2
+    assert set(labels[:150]) != set(labels[150:])
+    unimodal, _ = M.n_clusters(rng.normal(size=(300, 8)), 50)
+    assert unimodal < 2  # one blob: one cluster or all noise, never polysemantic
+    assert M.n_clusters(blob[:60], 50)[0] == 0  # too few points for two clusters
+
+
+def test_auroc_and_preservation():
+    assert M.auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert M.auroc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.5
+    assert M.preservation(np.array([1.0, 3.0]), np.array([2.0, 2.0])) == pytest.approx(0.5)
+
+
+# ---- data, params, experiment -----------------------------------------------------------------------------
+
+
+def test_missing_imagenet_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path))
+    with pytest.raises(DataUnavailableError, match="image-net.org"):
+        imagenet_folder()
+    (tmp_path / "imagenet" / "train" / "n01440764").mkdir(parents=True)
+    with pytest.raises(DataUnavailableError, match="holds no"):
+        imagenet_folder()
+    with pytest.raises(DataUnavailableError):
+        run(SubnetworkParams(), [0], "cpu")  # full scale never falls back to a stand-in
+
+
+def test_missing_alexnet_weights_are_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    with pytest.raises(DataUnavailableError, match="IMAGENET1K_V1"):
+        load_alexnet(None)
+    with pytest.raises(DataUnavailableError, match="does not exist"):
+        load_alexnet(str(tmp_path / "sparse_alexnet.pt"))
+
+
+def test_params_are_validated():
+    with pytest.raises(pydantic.ValidationError):
+        SubnetworkParams(temprature_final=100)  # a typo is refused
+    with pytest.raises(pydantic.ValidationError):
+        SubnetworkParams(model="alexnet", dataset="fashion_mnist")
+    with pytest.raises(pydantic.ValidationError):
+        SubnetworkParams(model="small_cnn", dataset="fashion_mnist", weights="x.pt")
+    with pytest.raises(pydantic.ValidationError):
+        SubnetworkParams(top_k=60, min_cluster_size=50)
+    with pytest.raises(pydantic.ValidationError):
+        SubnetworkParams(lr_drops=[150, 130])
+    with pytest.raises(pydantic.ValidationError):
+        SubnetworkParams(layer="classifier.1")
+    assert SubnetworkParams().layer_index == 10
+
+
+def test_claim_file_loads_with_every_ci_override_valid():
+    claims = [c for c in load_claims(CLAIMS / "subnetworks.toml")]
+    assert len(claims) >= 8 and all(c.experiment == "subnetworks.split" for c in claims)
+    assert all(c.metric in METRICS for c in claims)
+
+
+TINY = dict(model="small_cnn", dataset="sklearn_digits", layer="features.6", units=[], top_k=120, min_cluster_size=10,
+            epochs=2, lr_drops=[1], sweep_fractions=[0.2], cnn_channels=8, cnn_epochs=2, cnn_train_images=1000,
+            force_iterations=2)  # fmt: skip
+
+
+def test_tiny_run_splits_a_unit_and_is_deterministic():
+    params = SubnetworkParams(**TINY)
+    first = run(params, [3, 4], "cpu")
+    again = run(params, [3], "cpu")
+    assert [r.seed for r in first] == [3, 4]
+    assert set(first[0].metrics) == set(METRICS)
+    np.testing.assert_equal(first[0].metrics, again[0].metrics)  # NaN-aware; seed 3 alone gives the same
+    for r in first:
+        assert r.metrics["n_clusters"] >= 2  # the split unit is polysemantic by construction
+        assert 0 < r.metrics["kept_fraction"] < 1 and 0 <= r.metrics["auroc_own_min"] <= 1
+        assert math.isfinite(r.metrics["overlap_ratio"]) and math.isfinite(r.metrics["auroc_cs_minus_heuristics"])
+        assert len(r.metrics["overlap_ratio_layer"]) == len(r.sweep["layer"]) == 4
+        assert r.arrays["cluster_a_images"].dtype == np.uint8
+
+
+def test_figures_draw_from_a_tiny_run():
+    claim = Claim(
+        id="test.subnetworks", source="subnetworks", statement="A tiny split draws its figures", evidence="test",
+        experiment="subnetworks.split", metric="kept_fraction", seeds=2,
+        assertion={"test": "less", "threshold": 1.0}, params=TINY, scales={"ci": {}},
+    )  # fmt: skip
+    run_ = run_claim(claim, "ci", store=Store.default(), device="cpu")
+    assert run_.complete
+    for name, function in subnetworks_plots.FIGURES.items():
+        figure = function(claim, run_)
+        assert isinstance(figure, Figure), name
+        assert figure_to_data_uri(figure).startswith("data:image/svg+xml;base64,")
+    detection_only = claim.model_copy(update={"params": {**TINY, "split": False}})
+    run_ = run_claim(detection_only, "ci", store=Store.default(), device="cpu")
+    assert all(function(detection_only, run_) is None for function in subnetworks_plots.FIGURES.values())
