@@ -362,3 +362,29 @@ def test_a_skipped_scale_shows_its_reason_not_a_verdict(tmp_path):
     assert document["claims"][0]["as_expected"] is None  # skipped is neither a pass nor a failure
     section = html.split('id="claim-demo.mean-positive"')[1].split("</section>")[0]
     assert "skipped at this scale" in section and "its data exist nowhere offline" in section
+
+
+def test_a_figure_shared_by_claims_is_embedded_once(tmp_path):
+    from repro.report.figures import render_figures, results_only
+
+    calls = []
+
+    @results_only
+    def shared(claim, run):
+        calls.append(claim.id)
+        figure = Figure()
+        figure.subplots().plot([0, 1])
+        return figure
+
+    calibration = load_claims(CALIBRATION)
+    store = Store(tmp_path / "store")
+    first, second = (calibration.get(i) for i in ("calibration.greater.positive", "calibration.greater.negative"))
+    run = run_claim(first, "ci", store=store, device="cpu")
+    other = dataclasses.replace(run, claim=second)  # another claim on the very same stored results
+    memo: dict = {}
+    drawn = render_figures(first, run, {"shared": shared}, memo)
+    linked = render_figures(second, other, {"shared": shared}, memo)
+    again = render_figures(first, run, {"shared": shared}, memo)
+    assert calls == [first.id]  # drawn once
+    assert drawn[0].uri and linked[0].uri is None and linked[0].shown_in == first.id
+    assert again[0].uri == drawn[0].uri  # the owner keeps its image

@@ -69,11 +69,17 @@ FigureFunction = Callable[[Claim, ClaimRun], "Figure | None"]
 
 @dataclass(frozen=True)
 class RenderedFigure:
-    """One entry of a claim's figure list: an image, or the reason there is none."""
+    """One entry of a claim's figure list: an image, the reason there is none, or where it is.
+
+    ``shown_in`` names the claim whose section already shows this figure, drawn from the same
+    results: the page embeds each distinct figure once and links to it from the other claims.
+    """
 
     name: str
     uri: str | None = None
     error: str | None = None
+    owner: str | None = None  # the claim whose section embeds ``uri``
+    shown_in: str | None = None
 
 
 def figure_to_data_uri(figure: Figure) -> str:
@@ -129,14 +135,18 @@ def render_figures(
     """Call every figure function in the mapping's order; a failing one becomes an error note.
 
     ``memo`` (one dict per report) keeps the figures of :func:`results_only` functions by the
-    results they were drawn from.
+    results they were drawn from; a later claim on the same results gets a link to the first
+    claim's figure rather than a second copy of the image.
     """
     rendered = []
     for name, function in functions.items():
         key = _memo_key(name, function, run) if memo is not None else None
         if key is not None and key in memo:
-            if memo[key].uri is not None or memo[key].error is not None:
-                rendered.append(memo[key])
+            first = memo[key]
+            if first.uri is not None and first.owner != claim.id:
+                rendered.append(RenderedFigure(name, shown_in=first.owner))
+            elif first.uri is not None or first.error is not None:
+                rendered.append(first)
             continue
         try:
             with matplotlib.rc_context(RC):
@@ -153,7 +163,7 @@ def render_figures(
             log.debug("figure failure detail", exc_info=True)
             rendered.append(RenderedFigure(name, error=f"{type(exc).__name__}: {exc}"))
             continue
-        rendered.append(RenderedFigure(name, uri=uri))
+        rendered.append(RenderedFigure(name, uri=uri, owner=claim.id))
         if key is not None:
             memo[key] = rendered[-1]
     return rendered
