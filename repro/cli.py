@@ -118,7 +118,8 @@ def show(claim_id: str, claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
     }
     for scale in ("ci", "full"):
         resolved["scales"][scale] = {
-            "expect": claim.expected(scale),
+            "expect": None if claim.skipped(scale) else claim.expected(scale),
+            "skip": claim.skipped(scale),
             "seeds": replicate_seeds(claim.seed, claim.n_seeds(scale)),
             "params": {arm: resolve_params(claim, scale, arm).model_dump(mode="json") for arm in claim.arm_names()},
         }

@@ -21,7 +21,8 @@ from repro.claim import Claim
 from repro.errors import DataUnavailableError
 from repro.experiments import subnetworks_methods as M
 from repro.experiments import subnetworks_plots
-from repro.experiments.subnetworks import METRICS, SubnetworkParams, imagenet_folder, load_alexnet, run, small_cnn
+from repro.experiments.subnetworks import METRICS, SubnetworkParams, imagenet_folder, load_alexnet, run
+from repro.experiments.subnetworks_data import small_cnn
 from repro.load import load_claims
 from repro.report.figures import figure_to_data_uri
 from repro.runner import run_claim
