@@ -85,9 +85,12 @@ def list_claims(claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
     for column in ("source", "statement", "expect", "seeds ci/full"):
         table.add_column(column, overflow="fold")
     for claim in claim_set:
-        expect = (
-            claim.expect if claim.expected("ci") == claim.expect else f"{claim.expected('ci')} (ci) / {claim.expect}"
-        )
+        if claim.skipped("ci"):
+            expect = f"skipped (ci) / {claim.expect}"
+        elif claim.expected("ci") != claim.expect:
+            expect = f"{claim.expected('ci')} (ci) / {claim.expect}"
+        else:
+            expect = claim.expect
         table.add_row(claim.id, claim.source, claim.statement, expect, f"{claim.n_seeds('ci')}/{claim.n_seeds('full')}")
     console.print(table)
     console.print(f"{len(claim_set)} claims from {claims}")
