@@ -185,9 +185,7 @@ def run_claims(
         computed = sum(o.computed for o in own)
         errors = [o.error for o in own if o.error]
         if errors:
-            seeds = runner.replicate_seeds(claim.seed, claim.n_seeds(scale))
-            verdict = stats.error_verdict(claim.assertion, errors[0])
-            runs.append(runner.ClaimRun(claim, scale, verdict, seeds, wall_s=wall, computed=computed))
+            runs.append(runner.ClaimRun.failed(claim, scale, errors[0], wall_s=wall, computed=computed))
             continue
         run = runner.evaluate(claim, scale, store, wall_s=wall, computed=computed)
         shared_errors = [f"{o.job.claim.id}: {o.error}" for o in mine if o.error]

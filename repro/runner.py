@@ -13,6 +13,7 @@ compute a result twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -60,6 +61,13 @@ class ClaimRun:
     results: dict[str, list[StoredResult]] = field(default_factory=dict)
     computed: int = 0
     wall_s: float = 0.0
+
+    @classmethod
+    def failed(cls, claim: Claim, scale: str, message: str, *, wall_s: float = 0.0, computed: int = 0) -> ClaimRun:
+        """The claim judged 'error' without reading the store: a failed experiment or job, or a skipped scale."""
+        seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
+        verdict = stats.error_verdict(claim.assertion, message)
+        return cls(claim, scale, verdict, seeds, wall_s=wall_s, computed=computed)
 
     @property
     def skipped(self) -> str | None:
@@ -150,10 +158,10 @@ def evaluate(claim: Claim, scale: str, store: Store, *, wall_s: float = 0.0, com
 
     A claim whose scale declares ``skip`` is judged on nothing: its verdict says why it is not run.
     """
-    seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
     if claim.skipped(scale):
-        verdict = stats.error_verdict(claim.assertion, f"skipped at scale {scale}: {claim.skipped(scale)}")
-        return ClaimRun(claim, scale, verdict, seeds, wall_s=wall_s, computed=computed)
+        message = f"skipped at scale {scale}: {claim.skipped(scale)}"
+        return ClaimRun.failed(claim, scale, message, wall_s=wall_s, computed=computed)
+    seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
     keyed = _keys(claim, scale, seeds)
     results: dict[str, list[StoredResult]] = {}
     for arm, (_, keys) in keyed.items():
@@ -183,21 +191,27 @@ class Computed:
 
 
 def _compute_batch(
-    claim: Claim,
     experiment: registry.Experiment,
     params: object,
     todo: list[tuple[int, str]],
+    done: Computed,
     *,
     store: Store,
     device: str,
-) -> tuple[int, str | None]:
-    """One experiment call for these (seed, key)s; each seed is stored as soon as the call returns."""
+    label: str,
+    on_progress: Callable[[str], None] | None,
+) -> None:
+    """One experiment call for these (seed, key)s, counted into ``done``; each seed is stored as soon
+    as the call returns, and a crash is recorded in ``done.error``."""
+    if on_progress:
+        on_progress(f"{label}: {len(todo)} seed(s) on {device}")
     call_started = time.perf_counter()
     try:
         produced = experiment.run(params, [s for s, _ in todo], device)
     except Exception as exc:  # an experiment crash is a verdict, not a traceback for the user
         log.debug("experiment %s crashed:\n%s", experiment.name, traceback.format_exc())
-        return 0, f"{experiment.name} raised {type(exc).__name__}: {exc}"
+        done.error = f"{experiment.name} raised {type(exc).__name__}: {exc}"
+        return
     call_wall = time.perf_counter() - call_started
     prov = provenance.collect(device, [s for s, _ in todo], call_wall)
     if len(produced) != len(todo):
@@ -217,7 +231,7 @@ def _compute_batch(
             provenance=prov,
             runtime_s=call_wall / len(todo),
         )
-    return len(todo), None
+    done.computed += len(todo)
 
 
 def compute(
@@ -246,34 +260,31 @@ def compute(
         chosen = set(seeds)
         all_seeds = [s for s in all_seeds if s in chosen]
     done = Computed()
+    if claim.skipped(scale):  # declared not runnable at this scale: nothing to compute
+        return done
     for arm, (params, keys) in _keys(claim, scale, all_seeds).items():
         todo = [(s, k) for s, k in zip(all_seeds, keys, strict=True) if force or not store.has(experiment.name, k)]
         if not todo:
             continue
-        arm_label = "" if arm == "main" else f" arm {arm}"
+        label = claim.id if arm == "main" else f"{claim.id} arm {arm}"
+        batch = functools.partial(
+            _compute_batch, experiment, params, done=done, store=store, device=device, label=label,
+            on_progress=on_progress,
+        )  # fmt: skip
         # Pass 1: the seeds no other runner is computing.
         with store.locked(experiment.name, [k for _, k in todo], wait=False) as held:
             mine = [(s, k) for s, k in todo if k in held and (force or not store.has(experiment.name, k))]
             if mine:
-                if on_progress:
-                    on_progress(f"{claim.id}{arm_label}: {len(mine)} seed(s) on {device}")
-                n, done.error = _compute_batch(claim, experiment, params, mine, store=store, device=device)
-                done.computed += n
-        if done.error:
-            return done
+                batch(mine)
         # Pass 2: wait for the runners that hold the rest; compute what a crashed one left.
         others = [(s, k) for s, k in todo if k not in held]
-        if not others:
-            continue
-        if on_progress:
-            on_progress(f"{claim.id}{arm_label}: waiting for another runner on {len(others)} seed(s)")
-        with store.locked(experiment.name, [k for _, k in others], wait=True):
-            left = [(s, k) for s, k in others if not store.has(experiment.name, k)]
-            if left:
-                if on_progress:
-                    on_progress(f"{claim.id}{arm_label}: {len(left)} seed(s) on {device}")
-                n, done.error = _compute_batch(claim, experiment, params, left, store=store, device=device)
-                done.computed += n
+        if others and not done.error:
+            if on_progress:
+                on_progress(f"{label}: waiting for another runner on {len(others)} seed(s)")
+            with store.locked(experiment.name, [k for _, k in others], wait=True):
+                left = [(s, k) for s, k in others if not store.has(experiment.name, k)]
+                if left:
+                    batch(left)
         if done.error:
             return done
     return done
@@ -294,11 +305,7 @@ def run_claim(
     process pool or a SLURM cluster.
     """
     started = time.perf_counter()
-    if claim.skipped(scale):
-        return evaluate(claim, scale, store)
     done = compute(claim, scale, store=store, device=device, force=force, on_progress=on_progress)
     if done.error:
-        seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
-        verdict = stats.error_verdict(claim.assertion, done.error)
-        return ClaimRun(claim, scale, verdict, seeds, wall_s=time.perf_counter() - started, computed=done.computed)
+        return ClaimRun.failed(claim, scale, done.error, wall_s=time.perf_counter() - started, computed=done.computed)
     return evaluate(claim, scale, store, wall_s=time.perf_counter() - started, computed=done.computed)
