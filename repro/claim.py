@@ -23,6 +23,7 @@ TOML shape (one file per source, any number of ``[[claim]]`` tables)::
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import Annotated, Any, Literal
 
@@ -32,9 +33,11 @@ __all__ = [
     "ALPHA_DEFAULT",
     "SCALES",
     "Assertion",
+    "Change",
     "Claim",
     "Difference",
     "Equivalent",
+    "Expectation",
     "Greater",
     "Less",
     "Outcome",
@@ -43,9 +46,12 @@ __all__ = [
     "Scale",
     "Source",
     "Trend",
+    "min_seeds",
 ]
 
 Outcome = Literal["reproduced", "not_reproduced", "inconclusive", "error"]
+#: What a claim may expect: never "error" (a crash must never pass).
+Expectation = Literal["reproduced", "not_reproduced", "inconclusive"]
 ScaleName = Literal["ci", "full"]
 SCALES: tuple[str, ...] = ("ci", "full")
 ALPHA_DEFAULT = 0.01
@@ -54,6 +60,16 @@ ALPHA_DEFAULT = 0.01
 ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)*$"
 
 Alpha = Annotated[float, Field(gt=0.0, le=0.2, description="Significance level of the claim's test.")]
+
+
+def min_seeds(alpha: float) -> int:
+    """The one minimum number of seeds for a decision, for every assertion kind.
+
+    The smallest n at which the exact sign test can reach alpha (0.5**n < alpha): 7 at alpha 0.01,
+    5 at 0.05. Below it the distribution-free tests cannot decide at all and the parametric ones
+    would decide on their assumptions alone, so no kind decides on fewer seeds.
+    """
+    return math.floor(-math.log2(alpha) + 1e-12) + 1
 
 
 class _Strict(BaseModel):
@@ -84,11 +100,12 @@ class Greater(_Strict):
     test: Literal["greater"]
     threshold: float = Field(allow_inf_nan=False)
     alpha: Alpha = ALPHA_DEFAULT
-    method: Literal["t", "wilcoxon", "sign"] = Field(
-        "t",
-        description="t: scipy ttest_1samp on the mean; wilcoxon: signed-rank on the median; "
-        "sign: binomtest on the number of seeds above the threshold. Where every seed gives the "
-        "same value the t and Wilcoxon tests are undefined and the exact sign test decides.",
+    method: Literal["t", "wilcoxon", "sign"] | None = Field(
+        None,
+        description="t: scipy ttest_1samp on the mean; wilcoxon: exact signed-rank test of symmetry about "
+        "the threshold; sign: exact binomial test that more than half the seeds lie strictly beyond "
+        "the threshold (seeds on it count against the claim). Unset: the metric's kind decides "
+        "(t for a continuous metric; sign for a count, a fraction or a skewed metric).",
     )
 
 
@@ -98,11 +115,16 @@ class Less(_Strict):
     test: Literal["less"]
     threshold: float = Field(allow_inf_nan=False)
     alpha: Alpha = ALPHA_DEFAULT
-    method: Literal["t", "wilcoxon", "sign"] = "t"
+    method: Literal["t", "wilcoxon", "sign"] | None = None
 
 
 class Proportion(_Strict):
-    """More than ``min_fraction`` of the observations (seeds, or seeds x sweep cells) satisfy a predicate."""
+    """More than ``min_fraction`` of the seeds satisfy a predicate.
+
+    With one value per seed: the exact binomial test over seeds. With several sweep cells per seed
+    the seed stays the unit: each seed's fraction of cells that satisfy the predicate, and the exact
+    sign test that more than half the seeds have a fraction above ``min_fraction``.
+    """
 
     test: Literal["proportion"]
     predicate: Predicate
@@ -116,7 +138,11 @@ class Trend(_Strict):
     test: Literal["trend"]
     direction: Literal["increasing", "decreasing"]
     min_rho: float = Field(
-        0.0, ge=0.0, lt=1.0, description="Smallest mean per-seed Spearman rho (signed by direction) that counts."
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="More than half the seeds must have a Spearman rho along the sweep (signed by direction) "
+        "strictly above min_rho: the exact sign test on the per-seed rhos (0: the metric rises in most seeds).",
     )
     alpha: Alpha = ALPHA_DEFAULT
 
@@ -130,7 +156,12 @@ class Difference(_Strict):
     direction: Literal["greater", "less"]
     margin: float = Field(0.0, allow_inf_nan=False)
     paired: bool = True
-    method: Literal["t", "permutation"] = "t"
+    method: Literal["t", "permutation", "sign"] | None = Field(
+        None,
+        description="t: paired or Welch t-test; permutation: exact or Monte Carlo permutation test; sign: exact "
+        "sign test of the paired differences against the margin (paired only). Unset: t for a continuous "
+        "metric, sign (paired) or permutation (unpaired) for a count, fraction or skewed one.",
+    )
     alpha: Alpha = ALPHA_DEFAULT
 
 
@@ -158,7 +189,7 @@ class Scale(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     seeds: int | None = Field(None, ge=1, le=10_000, description="Replicates at this scale.")
-    expect: Outcome | None = Field(None, description="Verdict expected at this scale, if not the claim's.")
+    expect: Expectation | None = Field(None, description="Verdict expected at this scale, if not the claim's.")
     finding: str | None = Field(None, description="Why this scale expects a different verdict.")
     skip: str | None = Field(
         None,
@@ -178,6 +209,19 @@ class Scale(BaseModel):
         if self.skip is not None and self.expect is not None:
             raise ValueError("a skipped scale expects no verdict: set 'skip' or 'expect', not both")
         return self
+
+
+class Change(_Strict):
+    """A dated note for every change of a claim's threshold, margin, alpha, seeds or expect.
+
+    An expectation is evidence only if it was fixed before the result was seen: each change says
+    what moved, why, and what the result was before it, and the report shows it beside the verdict.
+    """
+
+    date: datetime.date
+    what: str = Field(min_length=3, description="The fields that changed, old -> new.")
+    why: str = Field(min_length=10)
+    before: str = Field(min_length=3, description="The verdict (and estimate) before the change.")
 
 
 class Claim(_Strict):
@@ -200,9 +244,29 @@ class Claim(_Strict):
         None, description="Named param overrides; each arm runs with the same seeds (paired)."
     )
     scales: dict[ScaleName, Scale]
-    expect: Outcome = "reproduced"
+    expect: Expectation = "reproduced"
     finding: str | None = Field(None, description="Required when expect is not 'reproduced'.")
     tags: tuple[str, ...] = ()
+    family: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="Multiple-comparison family: Holm's correction runs over the family's claims and the corrected "
+        "p decides. Default: '<claims file name>.<source>', one source's claims in one file. Controls are never "
+        "in a family.",
+    )
+    control: bool = Field(
+        False, description="A known-answer or negative control: judged alone, outside every family's correction."
+    )
+    smallest_effect: float | None = Field(
+        None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="Smallest effect worth detecting, in the metric's units (beyond the threshold or margin): "
+        "`repro plan` sizes the seeds for it.",
+    )
+    changed: tuple[Change, ...] = Field(
+        (), description="Dated notes for changes of threshold, margin, alpha, seeds or expect."
+    )
 
     @field_validator("scales")
     @classmethod
@@ -234,6 +298,22 @@ class Claim(_Strict):
             raise ValueError(f"assertion '{self.assertion.test}' reads one arm; arms need difference/equivalent")
         if self.at is not None and not math.isfinite(self.at):
             raise ValueError("at must be finite")
+        needed = min_seeds(self.assertion.alpha)
+        for scale in SCALES:
+            if self.skipped(scale):
+                continue
+            if self.n_seeds(scale) < needed:
+                raise ValueError(
+                    f"{self.n_seeds(scale)} seeds at scale {scale} cannot decide at alpha {self.assertion.alpha:g}: "
+                    f"every kind needs at least {needed} (the exact sign test's floor, 0.5**n < alpha)"
+                )
+            if isinstance(self.assertion, Proportion) and self.at is not None:  # one value per seed
+                p0, n = self.assertion.min_fraction, self.n_seeds(scale)
+                if p0**n >= self.assertion.alpha:
+                    raise ValueError(
+                        f"{n} seeds at scale {scale} cannot decide: the exact binomial test's smallest p is "
+                        f"min_fraction**seeds = {p0**n:.3g}, not below alpha {self.assertion.alpha:g}"
+                    )
         return self
 
     # -- derived views (no state is stored twice) -------------------------------------------------

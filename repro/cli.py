@@ -20,9 +20,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from repro import __version__, registry, stats
+from repro import __version__, baseline, registry
 from repro.claim import Claim
-from repro.errors import ReproError
+from repro.errors import BaselineError, ReproError
+from repro.judge import correct, family_members
 from repro.load import ClaimSet, load_claims, resolve_params
 from repro.runner import ClaimRun, replicate_seeds
 from repro.store import Store
@@ -91,7 +92,8 @@ def list_claims(claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
             expect = f"{claim.expected('ci')} (ci) / {claim.expect}"
         else:
             expect = claim.expect
-        table.add_row(claim.id, claim.source, claim.statement, expect, f"{claim.n_seeds('ci')}/{claim.n_seeds('full')}")
+        seeds = f"{claim.n_seeds('ci')}/{claim.n_seeds('full')}"
+        table.add_row(*(escape(cell) for cell in (claim.id, claim.source, claim.statement, expect, seeds)))
     console.print(table)
     console.print(f"{len(claim_set)} claims from {claims}")
 
@@ -155,7 +157,7 @@ def schema() -> None:
 
 
 def verdict_table(runs: list[ClaimRun], title: str) -> Table:
-    adjusted = stats.holm([r.verdict.p_value for r in runs])
+    adjusted = [r.verdict.p_adjusted for r in runs]
     table = Table(title=title)
     table.add_column("claim", no_wrap=True)
     for column in ("verdict", "estimate [CI]", "threshold", "p", "p (Holm)", "seeds", "time"):
@@ -227,6 +229,8 @@ def run(
         chosen = claim_set.select(ids) if ids else list(claim_set)
     except ReproError as exc:
         _fail(exc)
+    # A verdict is decided within its Holm family, so a claim runs with its family.
+    chosen = list({m.id: m for c in chosen for m in family_members(c, claim_set, scale)}.values())
     store = Store.default()
     store.clear_stale_temporaries()
     if executor == "slurm":
@@ -284,6 +288,7 @@ def run(
         except ReproError as exc:
             _fail(exc)
         progress.update(task, description=f"{scale} claims done")
+    runs = correct(runs, claim_set, scale)
     console.print(verdict_table(runs, f"{scale} scale: {len(runs)} claims, store {store.root}"))
     wrong = [r for r in runs if not r.as_expected]
     for r in wrong:
@@ -323,14 +328,129 @@ def report(
     claims: ClaimsOpt = DEFAULT_CLAIMS,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default reports/<scale>/).")] = None,
 ) -> None:
-    """Render DIR/index.html and DIR/results.json from the store alone (runs nothing)."""
+    """Render DIR/index.html, DIR/results.json and the verdict baseline DIR/verdicts.json from the store alone."""
     from repro.report import build_report
 
     _check_scale(scale)
     claim_set = _load(claims)
     started = time.perf_counter()
     index = build_report(claim_set, Store.default(), scale, out or Path("reports") / scale)
-    console.print(f"wrote {index} in {time.perf_counter() - started:.1f}s")
+    console.print(
+        f"wrote {index}, results.json and verdicts.json in {time.perf_counter() - started:.1f}s",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
+def diff(
+    old: Annotated[Path, typer.Argument(help="A verdicts.json or a report's results.json.")],
+    new: Annotated[str, typer.Argument(help="A verdicts.json or results.json, or 'store': judge the store now.")],
+    scale: Annotated[
+        str | None, typer.Option("--scale", help="With 'store': the scale to judge (default: OLD's scale).")
+    ] = None,
+    claims: ClaimsOpt = DEFAULT_CLAIMS,
+) -> None:
+    """List the claims whose verdict moved, whose estimate left OLD's interval, or whose p crossed alpha.
+
+    Exit 1 when a verdict moved or a claim is only on one side, 0 otherwise, 2 on a bad file.
+    """
+    from repro.judge import judge_all
+
+    def cells(row: baseline.Row | None, with_ci: bool) -> tuple[str, str, str]:
+        """(verdict, estimate [CI], p / alpha) of one side."""
+        if row is None:
+            return "[dim]absent[/]", "", ""
+        estimate = "" if row.estimate is None else f"{row.estimate:.4g}"
+        if with_ci and row.ci_low is not None and row.ci_high is not None:
+            estimate += f" [{row.ci_low:.3g}, {row.ci_high:.3g}]"
+        p = row.p_deciding
+        return escape(row.verdict), escape(estimate), "" if p is None else f"{p:.2g} / {row.alpha:g}"
+
+    if scale is not None:
+        _check_scale(scale)
+    try:
+        before = baseline.read(old)
+        if new == "store":
+            scale = scale or before.scale
+            claim_set = _load(claims)
+            store = Store.default()
+            runs = judge_all(list(claim_set), scale, store, claim_set)
+            after = baseline.Baseline(scale, {r.id: r for r in baseline.rows(runs)}, f"the store {store.root}")
+        else:
+            after = baseline.read(Path(new))
+        for side in (before, after):
+            if side.scale != (scale or before.scale):
+                raise BaselineError(
+                    f"{side.origin}: a {side.scale}-scale file, compared at scale {scale or before.scale}"
+                )
+    except ReproError as exc:
+        _fail(exc)
+        raise  # unreachable
+    deltas = baseline.diff(before.rows, after.rows)
+    shared = len(set(before.rows) & set(after.rows))
+    if not deltas:
+        console.print(f"no differences: {shared} claims at {before.scale} scale, {before.origin} and {after.origin}",
+                      markup=False, highlight=False)  # fmt: skip
+        raise typer.Exit(0)
+    table = Table(title=escape(f"{before.origin} -> {after.origin} ({before.scale} scale)"))
+    table.add_column("claim", no_wrap=True)
+    for column in ("what moved", "verdict old", "verdict new", "estimate [CI] old", "estimate new", "p/alpha old",
+                   "p/alpha new"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for delta in deltas:
+        (v_old, e_old, p_old), (v_new, e_new, p_new) = cells(delta.old, True), cells(delta.new, False)
+        what = escape("; ".join(delta.reasons))
+        table.add_row(escape(delta.id), f"[bold red]{what}[/]" if delta.moved else what, v_old, v_new, e_old, e_new,
+                      p_old, p_new)  # fmt: skip
+    console.print(table)
+    moved = sum(1 for d in deltas if d.moved)
+    console.print(
+        f"{len(deltas)} of {len(set(before.rows) | set(after.rows))} claims differ, {moved} by a verdict or by "
+        "being on one side only; p is the Holm-adjusted p where the file has it, else the raw p",
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(1 if moved else 0)
+
+
+@app.command()
+def plan(
+    ids: Annotated[list[str] | None, typer.Argument(help="Claim ids or id prefixes; all when omitted.")] = None,
+    scale: ScaleOpt = "ci",
+    claims: ClaimsOpt = DEFAULT_CLAIMS,
+) -> None:
+    """Seeds each claim needs for 80 % and 95 % power at its smallest_effect (spread from the store)."""
+    from repro.plan import POWERS, plan_claim
+    from repro.runner import evaluate, observations
+
+    _check_scale(scale)
+    claim_set = _load(claims)
+    try:
+        chosen = claim_set.select(ids) if ids else list(claim_set)
+    except ReproError as exc:
+        _fail(exc)
+    store = Store.default()
+    table = Table(title=f"seeds for power at smallest_effect, {scale} scale (spread read from the store)")
+    for column in ("claim", "test", "alpha (Holm first step)", "smallest effect", "sd", "seeds now",
+                   *(f"{p:.0%} power" for p in POWERS), "how"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for claim in chosen:
+        if claim.skipped(scale):
+            continue
+        run_ = evaluate(claim, scale, store)
+        if not run_.complete and scale == "full":  # a pilot: the ci scale's spread
+            run_ = evaluate(claim, "ci", store)
+        values, sweep = observations(claim, run_.results) if run_.complete else (None, None)
+        size = 1 if claim.control else len(family_members(claim, claim_set, scale))
+        p = plan_claim(claim, values, sweep, size)
+        table.add_row(
+            claim.id, p.test, f"{p.alpha:g} / {size} = {p.planning_alpha:.2g}",
+            "—" if p.smallest_effect is None else f"{p.smallest_effect:g}",
+            "—" if p.spread is None else f"{p.spread:.3g}", str(claim.n_seeds(scale)),
+            *("—" if p.seeds[q] is None else str(p.seeds[q]) for q in POWERS), p.how if p.seeds[POWERS[0]] else p.note,
+        )  # fmt: skip
+    console.print(table)
 
 
 def main() -> None:  # console-script entry point

@@ -6,12 +6,14 @@ ReproError
 ├── UnknownClaimError     a claim id on the command line that no file declares; exit 2
 ├── DataUnavailableError  a full-scale dataset or weights file is missing (says how to get it)
 ├── DeviceUnavailableError --device cuda where CUDA is absent
-└── StoreError            a result in the store cannot be read
+├── StoreError            a result in the store cannot be read
+└── BaselineError         a verdicts.json or results.json that cannot be read (names the file); exit 2
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BaselineError",
     "ClaimFileError",
     "DataUnavailableError",
     "DeviceUnavailableError",
@@ -56,3 +58,9 @@ class DeviceUnavailableError(ReproError):
 
 class StoreError(ReproError):
     pass
+
+
+class BaselineError(ReproError):
+    """A verdict baseline (verdicts.json) or report (results.json) that cannot be read; names the file."""
+
+    exit_code = 2

@@ -3,7 +3,8 @@
 Each claim gives two items, ``<id>[ci]`` and ``<id>[full]``. ``[full]`` carries the ``gpu`` marker
 and skips with its reason where CUDA is absent, so ``pytest claims/ -m gpu`` is the full-scale
 reproduction on a GPU box and ``pytest claims/ -m "not gpu"`` is what CI runs. An item passes when
-its verdict equals the claim's ``expect`` at that scale; results go to the same store as
+its verdict, decided within the claim's Holm family (:mod:`repro.judge`; the item computes the
+family's results first), equals the claim's ``expect`` at that scale; results go to the same store as
 ``repro run`` (``.repro/`` here, or ``$REPRO_HOME``), so a second session is a cache hit.
 
 ``pytest claims/ -n auto`` (pytest-xdist) shares that store between the workers: the store's file
@@ -35,7 +36,7 @@ def _declares_claims(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
             return "claim" in tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: not UTF-8, not TOML, an over-long integer
         # A broken file named like a claims file is reported, not silently ignored.
         return path.parent.name == "claims"
 
@@ -56,7 +57,9 @@ class ClaimsFile(pytest.File):
             raise self.CollectError(f"invalid claims file:\n{exc}") from None
         for claim in claim_set:
             for scale in SCALES:
-                item = ClaimItem.from_parent(self, name=f"{claim.id}[{scale}]", claim=claim, scale=scale)
+                item = ClaimItem.from_parent(
+                    self, name=f"{claim.id}[{scale}]", claim=claim, scale=scale, claim_set=claim_set
+                )
                 item.add_marker(pytest.mark.claim)
                 if scale == "full":
                     item.add_marker(pytest.mark.gpu)
@@ -80,22 +83,34 @@ class ClaimMismatch(Exception):
 
 
 class ClaimItem(pytest.Item):
-    def __init__(self, *, claim: Claim, scale: str, **kwargs: Any) -> None:
+    def __init__(self, *, claim: Claim, scale: str, claim_set: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.claim = claim
         self.scale = scale
+        self.claim_set = claim_set
 
     def runtest(self) -> None:
         import torch
 
-        from repro.runner import run_claim
+        from repro.judge import family_members, judge
+        from repro.runner import ClaimRun, compute
         from repro.store import Store
 
         if self.claim.skipped(self.scale):
             pytest.skip(f"not run at {self.scale} scale: {self.claim.skipped(self.scale)}")
         if self.scale == "full" and not torch.cuda.is_available():
             pytest.skip("full scale is the source's own setting and runs on a GPU; torch sees no CUDA device")
-        result = run_claim(self.claim, self.scale, store=Store.default(), device=_device())
+        store, device = Store.default(), _device()
+        # The verdict is decided within the claim's family (Holm), so the family's results come first;
+        # the store makes every later item of the family a cache hit.
+        done = compute(self.claim, self.scale, store=store, device=device)
+        for member in family_members(self.claim, self.claim_set, self.scale):
+            if member.id != self.claim.id:
+                compute(member, self.scale, store=store, device=device)
+        if done.error:
+            result = ClaimRun.failed(self.claim, self.scale, done.error)
+        else:
+            result = judge(self.claim, self.scale, store, self.claim_set)
         self.user_properties.append(("verdict", result.verdict.outcome))
         if not result.as_expected:
             raise ClaimMismatch(result.failure_text())

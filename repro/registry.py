@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from repro.errors import UnknownExperimentError
 
-__all__ = ["Experiment", "SeedResult", "get", "names", "register"]
+__all__ = ["Experiment", "SeedResult", "default_method", "get", "names", "register"]
 
 
 @dataclass
@@ -54,6 +54,8 @@ class Experiment:
     description: str = ""
     #: Further modules (dotted names) whose code shapes the results, e.g. a shared trainer.
     depends_on: tuple[str, ...] = ()
+    #: metric -> "continuous" | "count" | "fraction" | "skewed" (repro.experiments.kinds): the default test.
+    metric_kinds: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def code_version(self) -> str:
@@ -70,12 +72,34 @@ class Experiment:
 
 _REGISTRY: dict[str, Experiment] = {}
 
+#: kind -> (location / paired-difference method, unpaired-difference method)
+_DEFAULT_METHODS = {
+    "continuous": ("t", "t"),
+    "count": ("sign", "permutation"),
+    "fraction": ("sign", "permutation"),
+    "skewed": ("sign", "permutation"),
+}
+
+
+def default_method(kind: str, *, paired: bool = True) -> str:
+    """The test a metric of this kind gets when its claim names none (see repro.experiments.kinds)."""
+    location, unpaired = _DEFAULT_METHODS[kind]
+    return location if paired else unpaired
+
 
 def register(experiment: Experiment) -> Experiment:
     if experiment.name in _REGISTRY:
         raise ValueError(f"experiment '{experiment.name}' is registered twice")
     if len(set(experiment.metrics)) != len(experiment.metrics):
         raise ValueError(f"experiment '{experiment.name}' lists a metric twice")
+    unkinded = set(experiment.metrics) ^ set(experiment.metric_kinds)
+    if unkinded:
+        raise ValueError(
+            f"experiment '{experiment.name}': metric kinds must cover exactly its metrics: {sorted(unkinded)}"
+        )
+    bad = {k: v for k, v in experiment.metric_kinds.items() if v not in _DEFAULT_METHODS}
+    if bad:
+        raise ValueError(f"experiment '{experiment.name}': unknown metric kinds {bad}; use {sorted(_DEFAULT_METHODS)}")
     _REGISTRY[experiment.name] = experiment
     return experiment
 

@@ -255,8 +255,8 @@ def test_figures_draw_from_a_run(tmp_path, tiny_data):
         evidence = "test"
         experiment = "stall.active_learning"
         metric = "silhouette_raw"
-        seeds = 2
-        assertion = { test = "equivalent", a = "least_confidence", b = "random", margin = 0.5 }
+        seeds = 3
+        assertion = { test = "equivalent", a = "least_confidence", b = "random", margin = 0.5, alpha = 0.2 }
         [claim.params]
         dataset = "fashion_mnist"
         model = "small_cnn"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from repro.claim import Assertion, Claim
+from repro.claim import Assertion, Claim, min_seeds
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 alpha = st.floats(min_value=1e-4, max_value=0.2)
@@ -54,10 +54,10 @@ def claims(draw):
         "evidence": draw(words),
         "experiment": "tms.train",
         "metric": draw(st.sampled_from(["n_represented", "frobenius_sq"])),
-        "seeds": draw(st.integers(1, 10_000)),
+        "seeds": draw(st.integers(14, 10_000)),  # 14: the fewest seeds that can decide at alpha 1e-4
         "seed": draw(st.integers(0, 2**62)),
         "params": {"steps": draw(st.integers(1, 10_000)), "feature_probability": [draw(st.floats(0.001, 1.0))]},
-        "scales": {"ci": {"seeds": draw(st.integers(1, 100)), "steps": draw(st.integers(1, 100))}},
+        "scales": {"ci": {"seeds": draw(st.integers(14, 100)), "steps": draw(st.integers(1, 100))}},
     }
     if draw(st.booleans()):
         data["arms"] = {"a": {"model": "linear"}, "b": {"model": "relu_tied"}}
@@ -112,7 +112,7 @@ def test_assertion_union_is_discriminated_by_test():
 def _minimal(scales: dict) -> dict:
     return {
         "id": "a.b", "source": "s", "statement": "a statement here", "evidence": "e", "experiment": "x",
-        "metric": "m", "seeds": 3, "assertion": {"test": "greater", "threshold": 1}, "scales": scales,
+        "metric": "m", "seeds": 7, "assertion": {"test": "greater", "threshold": 1}, "scales": scales,
     }  # fmt: skip
 
 
@@ -125,3 +125,48 @@ def test_claims_are_frozen():
 def test_ci_scale_is_required():
     with pytest.raises(ValidationError, match="scales.ci"):
         Claim.model_validate(_minimal({"full": {}}))
+
+
+def test_expect_error_is_refused_a_crash_never_passes():
+    with pytest.raises(ValidationError, match="expect"):
+        Claim.model_validate({**_minimal({"ci": {}}), "expect": "error", "finding": "a crash"})
+    with pytest.raises(ValidationError, match="expect"):
+        Claim.model_validate(_minimal({"ci": {"expect": "error", "finding": "a crash"}}))
+
+
+@pytest.mark.parametrize(("alpha", "needed"), [(0.01, 7), (0.05, 5), (0.2, 3), (0.001, 10), (0.0078125, 8)])
+def test_one_minimum_number_of_seeds_for_every_kind(alpha, needed):
+    assert min_seeds(alpha) == needed
+    assert 0.5**needed < alpha <= 0.5 ** (needed - 1)
+
+
+@pytest.mark.parametrize("scale", ["ci", "full"])
+def test_a_claim_whose_seeds_cannot_reach_its_alpha_is_refused_at_load(scale):
+    data = _minimal({"ci": {"seeds": 6 if scale == "ci" else 7}})
+    data["seeds"] = 6 if scale == "full" else 7
+    with pytest.raises(ValidationError, match=f"6 seeds at scale {scale} cannot decide at alpha 0.01"):
+        Claim.model_validate(data)
+    skipped = _minimal({"ci": {"seeds": 2, "skip": "no offline copy of the data exists"}})
+    assert Claim.model_validate(skipped).n_seeds("ci") == 2  # a scale that never runs decides nothing
+
+
+def test_a_binomial_over_seeds_needs_min_fraction_to_the_seeds_below_alpha():
+    data = {**_minimal({"ci": {"seeds": 10}}), "at": 0.1, "seeds": 30}
+    data["assertion"] = {"test": "proportion", "predicate": {"op": ">", "value": 0}, "min_fraction": 0.8}
+    with pytest.raises(ValidationError, match=r"min_fraction\*\*seeds = 0.107"):
+        Claim.model_validate(data)
+    data["scales"] = {"ci": {"seeds": 21}}  # 0.8**21 = 0.0092
+    assert Claim.model_validate(data).n_seeds("ci") == 21
+
+
+def test_changed_notes_are_dated_and_say_what_why_and_before():
+    note = {
+        "date": "2026-11-30",
+        "what": "threshold 5 -> 6",
+        "why": "the source's own figure is 6",
+        "before": "ci reproduced",
+    }
+    claim = Claim.model_validate({**_minimal({"ci": {}}), "changed": [note]})
+    assert claim.changed[0].date.isoformat() == "2026-11-30"
+    with pytest.raises(ValidationError, match="why"):
+        Claim.model_validate({**_minimal({"ci": {}}), "changed": [{**note, "why": ""}]})

@@ -228,7 +228,7 @@ def run(params, seeds, device):
     return [SeedResult(seed=s, metrics={"value": params.mean + (s % 5) / 10}) for s in seeds]
 
 
-registry.register(Experiment("race.count", Params, run, metrics=("value",)))
+registry.register(Experiment("race.count", Params, run, metrics=("value",), metric_kinds={"value": "continuous"}))
 go = Path(os.environ["RACE_GO"])
 while not go.exists():
     time.sleep(0.01)

@@ -90,9 +90,9 @@ def test_missing_path(tmp_path):
 
 
 def test_scales_override_params_and_seeds(tmp_path):
-    body = claim_text().replace("seeds = 10", "seeds = 4\nmean = 2.0")
+    body = claim_text().replace("seeds = 10", "seeds = 7\nmean = 2.0")
     claim = load_claims(write_claims(tmp_path / "c", body)).get("demo.mean-positive")
-    assert claim.n_seeds("ci") == 4 and claim.n_seeds("full") == 12
+    assert claim.n_seeds("ci") == 7 and claim.n_seeds("full") == 12
     assert resolve_params(claim, "ci").mean == 2.0
     assert resolve_params(claim, "full").mean == 1.0
 

@@ -44,11 +44,11 @@ evidence = "Paper intro figure: a pentagon"
 experiment = "tms.train"
 metric = "n_represented"
 at = 0.1
-seeds = 2
+seeds = 3
 assertion = { test = "greater", threshold = 0.5, alpha = 0.2 }
 params = { n_features = 5, n_hidden = 2, feature_probability = [1.0, 0.3, 0.1, 0.03], steps = 40, batch = 64 }
 [claim.scales.ci]
-seeds = 2
+seeds = 3
 """
 
 
@@ -124,6 +124,18 @@ def _rows(html: str) -> dict[str, tuple[dict, list[str]]]:
     return {" ".join(cells[0].split()): (attrs, [" ".join(c.split()) for c in cells]) for attrs, cells in parser.rows}
 
 
+def filled_families(rows: dict) -> dict[str, str]:
+    """The family cell each claim of the filled store should show: its claims file, with its size; or alone."""
+    claim_set = load_claims(CALIBRATION)
+    sizes = {"calibration": 4, "claims": 1}  # the claims of ``filled`` in calibration.toml and claims.toml
+    out = {}
+    for claim_id in rows:
+        control = claim_id != "tiny.tms.pentagon" and claim_set.get(claim_id).control
+        family = "calibration" if claim_id.startswith("calibration.") else "claims"
+        out[claim_id] = "alone (control)" if control else f"{family} ({sizes[family]} test{'s' * (sizes[family] > 1)})"
+    return out
+
+
 def test_public_surface():
     assert repro.report.__all__ == ["build_report"]
 
@@ -140,19 +152,22 @@ def test_summary_table(built):
         NOT_RUN: "not_run",
         "tiny.tms.pentagon": "reproduced",
     }
-    header = ["claim", "source", "statement", "verdict", "estimate [CI]", "threshold", "test", "p", "p (Holm)", "seeds",
-              "runtime"]  # fmt: skip
+    header = ["claim", "source", "statement", "verdict", "estimate [CI]", "threshold", "test", "p", "p (Holm)",
+              "family", "seeds", "runtime"]  # fmt: skip
     assert all(len(cells) == len(header) for _, cells in rows.values())
     positive = dict(zip(header, rows["calibration.greater.positive"][1], strict=True))
     assert positive["verdict"].startswith("reproduced ✓ as expected")
     assert positive["seeds"] == "20/20" and positive["test"] == "scipy.stats.ttest_1samp"
-    assert float(positive["p (Holm)"]) >= float(positive["p"]) > 0
+    assert float(positive["p (Holm)"]) >= float(positive["p"]) > 0  # raw and adjusted side by side
+    calibration = filled_families(rows)
+    assert positive["family"] == calibration["calibration.greater.positive"]
     assert positive["estimate [CI]"].count("[") == 1
     negative = dict(zip(header, rows["calibration.greater.negative"][1], strict=True))
     assert negative["verdict"] == "not reproduced ✓ as expected"  # a negative control
     unrun = dict(zip(header, rows[NOT_RUN][1], strict=True))
     assert unrun["verdict"] == "not run expected not reproduced"
     assert unrun["p"] == unrun["p (Holm)"] == unrun["runtime"] == "—" and unrun["seeds"] == "0/40"
+    assert unrun["family"] == calibration[NOT_RUN]  # a member not run still counts in its family
     assert 'class="badge s-not_run">not run<' in html and "s-error" not in html.split('<h2 id="claims-detail">')[1]
     for claim_id in rows:  # every row links to its section
         assert f'href="#claim-{claim_id}"' in html and f'id="claim-{claim_id}"' in html
@@ -180,7 +195,7 @@ def test_per_claim_section(built):
     assert "params as run" in section and "feature_probability" in section and "[1.0, 0.3, 0.1, 0.03]" in section
     for label in ("git commit", "packages", "python", "device", "date", "experiment calls"):
         assert f"<td>{label}</td>" in section
-    assert "2 of 2 results stored" in section
+    assert "3 of 3 results stored" in section
     unrun = html.split(f'id="claim-{NOT_RUN}"')[1].split("</section>")[0]
     assert "as declared (not run yet)" in unrun and "<img" not in unrun
 
@@ -195,21 +210,55 @@ def test_results_json(built, filled):
     assert list(claims) == [c.id for c in filled[0]]
     positive = claims["calibration.greater.positive"]
     assert positive["verdict"]["outcome"] == "reproduced" and positive["as_expected"] is True
-    assert positive["p_holm"] >= positive["verdict"]["p_value"]
+    assert positive["p_adjusted"] >= positive["verdict"]["p_value"]
+    assert positive["verdict"]["p_adjusted"] in (None, positive["p_adjusted"])  # None only for a claim judged alone
     assert len(positive["seeds"]) == positive["results_stored"] == 20
     assert claims["calibration.greater.negative"]["expect"] == "not_reproduced"
     unrun = claims[NOT_RUN]
     assert unrun["status"] == "not_run" and unrun["verdict"]["outcome"] == "error"
-    assert unrun["as_expected"] is None and unrun["p_holm"] is None and unrun["results_stored"] == 0
-    p_values = [c["verdict"]["p_value"] for c in document["claims"]]
-    assert [c["p_holm"] for c in document["claims"]] == stats.holm(p_values)
+    assert unrun["as_expected"] is None and unrun["p_adjusted"] is None and unrun["results_stored"] == 0
+    assert "within each claim's family" in document["multiple_comparisons"]
+    assert "adjusted p decides" in document["multiple_comparisons"]
+    # Holm within each family, a member without a p counting as 1; a claim judged alone keeps its raw p.
+    families: dict[str, list[dict]] = {}
+    for c in document["claims"]:
+        if c["family"] is None:
+            assert c["p_adjusted"] == c["verdict"]["p_value"]
+        else:
+            families.setdefault(c["family"], []).append(c)
+    assert families, "the filled claims are no controls, so they form families"
+    for members in families.values():
+        assert all(c["family_size"] == len(members) for c in members)
+        raw = [1.0 if c["verdict"]["p_value"] is None else c["verdict"]["p_value"] for c in members]
+        expected = stats.holm(raw)
+        for c, q in zip(members, expected, strict=True):
+            if c["verdict"]["p_value"] is not None:
+                assert c["p_adjusted"] == pytest.approx(q) and c["p_adjusted"] >= c["verdict"]["p_value"]
+                assert c["verdict"]["family"] == c["family"] and c["verdict"]["family_size"] == len(members)
+
+
+def test_verdict_baseline_beside_the_report(built, filled):
+    from repro import baseline
+
+    document = json.loads((built.parent / "results.json").read_text())
+    written = baseline.read(built.parent / "verdicts.json")
+    assert written.scale == "ci" and sorted(written.rows) == sorted(c.id for c in filled[0])
+    for c in document["claims"]:
+        row = written.rows[c["id"]]
+        assert row.verdict == c["status"] and row.seeds == len(c["seeds"]) and row.code_version
+        if c["verdict"]["p_value"] is not None:
+            assert row.p_value == pytest.approx(c["verdict"]["p_value"], rel=1e-5)
+    assert written.rows[NOT_RUN].verdict == "not_run" and written.rows[NOT_RUN].estimate is None
+    from_results = baseline.read(built.parent / "results.json")  # both formats read, and they agree
+    assert baseline.diff(written.rows, from_results.rows) == []
 
 
 def test_rebuild_is_byte_identical(built, filled, tmp_path):
     claim_set, store = filled
     again = _build(claim_set, store, tmp_path / "again")
     assert again.read_bytes() == built.read_bytes()
-    assert (again.parent / "results.json").read_bytes() == (built.parent / "results.json").read_bytes()
+    for name in ("results.json", "verdicts.json"):
+        assert (again.parent / name).read_bytes() == (built.parent / name).read_bytes()
 
 
 def test_report_reads_the_store_only(tmp_path):
@@ -232,13 +281,13 @@ def test_statement_is_escaped(tmp_path):
     evidence = "<img src=x onerror=alert(2)>"
     experiment = "calibration.normal"
     metric = "value"
-    seeds = 5
+    seeds = 7
     assertion = { test = "greater", threshold = 0.0 }
     params = { mean = 1.0, sd = 0.5 }
     expect = "inconclusive"
     finding = "<b>bold</b> finding"
     [claim.scales.ci]
-    seeds = 5
+    seeds = 7
     """
     path = _write(tmp_path / "claims", body)
     with path.with_name("sources.toml").open("a") as handle:
@@ -285,7 +334,7 @@ def test_failing_figure_is_a_note(tmp_path, monkeypatch):
 def _tms_claim(**params) -> Claim:
     return Claim.model_validate({
         "id": "synthetic.tms", "source": "test", "statement": "A synthetic toy model claim",
-        "evidence": "none", "experiment": "tms.train", "metric": "n_represented", "seeds": 2,
+        "evidence": "none", "experiment": "tms.train", "metric": "n_represented", "seeds": 7,
         "assertion": {"test": "greater", "threshold": 1.0}, "params": params, "scales": {"ci": {}},
     })  # fmt: skip
 
@@ -388,3 +437,31 @@ def test_a_figure_shared_by_claims_is_embedded_once(tmp_path):
     assert calls == [first.id]  # drawn once
     assert drawn[0].uri and linked[0].uri is None and linked[0].shown_in == first.id
     assert again[0].uri == drawn[0].uri  # the owner keeps its image
+
+
+def test_changed_notes_are_shown(tmp_path):
+    from .helpers import claim_text, write_claims
+
+    notes = (
+        "changed = [\n"
+        '  { date = 2024-05-01, what = "threshold -1 -> 0", why = "the source states it above zero", '
+        'before = "reproduced, estimate 1.0" },\n'
+        '  { date = 2024-06-02, what = "seeds 8 -> 10 at ci", why = "more seeds for the power the plan asks", '
+        'before = "reproduced <b>x</b>" },\n'
+        "]\n[claim.scales.ci]"
+    )
+    claim_set = load_claims(write_claims(tmp_path / "claims", claim_text().replace("[claim.scales.ci]", notes)))
+    store = Store(tmp_path / "store")
+    run_claim(claim_set.claims[0], "ci", store=store, device="cpu")
+    html = _build(claim_set, store, tmp_path / "report").read_text()
+    section = html.split('id="claim-demo.mean-positive"')[1].split("</section>")[0]
+    changes = section.split('class="changes"')[1].split("</div>")[0]
+    assert "Changes to what this claim declares" in changes
+    for text in ("2024-05-01", "threshold -1 -&gt; 0", "the source states it above zero", "reproduced, estimate 1.0",
+                 "2024-06-02", "reproduced &lt;b&gt;x&lt;/b&gt;"):  # fmt: skip
+        assert text in changes
+    assert "p (raw)" in section and "p (Holm)" in section and "demo.test (1 test)" in section
+    row = _rows(html)["demo.mean-positive"][1]
+    assert "Changed 2×, last 2024-06-02" in row[2]
+    document = json.loads((tmp_path / "report" / "results.json").read_text())
+    assert [n["date"] for n in document["claims"][0]["changed"]] == ["2024-05-01", "2024-06-02"]

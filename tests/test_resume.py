@@ -20,6 +20,7 @@ TOTAL = 5 * 8  # claims x seeds
 CLAIM = """
 [[claim]]
 id = "resume.p{index}"
+family = "resume.p{index}"  # judged alone: this test is about resuming, not multiple comparisons
 source = "test"
 statement = "A ReLU toy model at feature probability {p} represents at least one feature"
 evidence = "Test fixture"

@@ -322,8 +322,8 @@ def test_claims_file_full_scale_is_mnist_and_ci_is_the_offline_stand_in():
 def test_figures_draw_from_a_tiny_run():
     claim = Claim(
         id="test.sae", source="sae_mnist", statement="A tiny SAE run draws its figures", evidence="test",
-        experiment="sae.mnist", metric="probe_accuracy_codes", at=1, seeds=2,
-        assertion={"test": "greater", "threshold": 0.0}, params=TINY, scales={"ci": {}},
+        experiment="sae.mnist", metric="probe_accuracy_codes", at=1, seeds=3,  # the fewest that decide at alpha 0.2
+        assertion={"test": "greater", "threshold": 0.0, "alpha": 0.2}, params=TINY, scales={"ci": {}},
     )  # fmt: skip
     run_ = run_claim(claim, "ci", store=Store.default(), device="cpu")
     assert run_.complete

@@ -1,7 +1,8 @@
 """Every experiment family registers here, in one visible place, with its figure functions.
 
 Figures live in modules of their own (``*_plots.py``) so that editing a figure never changes an
-experiment's code version, which keys its cached results.
+experiment's code version, which keys its cached results; for the same reason each metric's kind
+(which picks its default test) lives in :mod:`repro.experiments.kinds`.
 """
 
 from dataclasses import replace
@@ -10,6 +11,7 @@ from repro.experiments import (
     active_learning,
     active_learning_plots,
     calibration,
+    kinds,
     phase,
     phase_plots,
     sae,
@@ -21,9 +23,9 @@ from repro.experiments import (
 )
 from repro.registry import register
 
-register(calibration.EXPERIMENT)
-register(replace(tms.EXPERIMENT, figures=tms_plots.FIGURES))
-register(replace(phase.EXPERIMENT, figures=phase_plots.FIGURES))
-register(replace(sae.EXPERIMENT, figures=sae_plots.FIGURES))
-register(replace(active_learning.EXPERIMENT, figures=active_learning_plots.FIGURES))
-register(replace(subnetworks.EXPERIMENT, figures=subnetworks_plots.FIGURES))
+register(replace(calibration.EXPERIMENT, metric_kinds=kinds.CALIBRATION))
+register(replace(tms.EXPERIMENT, figures=tms_plots.FIGURES, metric_kinds=kinds.TMS))
+register(replace(phase.EXPERIMENT, figures=phase_plots.FIGURES, metric_kinds=kinds.PHASE))
+register(replace(sae.EXPERIMENT, figures=sae_plots.FIGURES, metric_kinds=kinds.SAE))
+register(replace(active_learning.EXPERIMENT, figures=active_learning_plots.FIGURES, metric_kinds=kinds.STALL))
+register(replace(subnetworks.EXPERIMENT, figures=subnetworks_plots.FIGURES, metric_kinds=kinds.SUBNETWORKS))

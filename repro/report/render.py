@@ -1,8 +1,9 @@
-"""Render ``DIR/index.html`` and ``DIR/results.json`` from the store alone.
+"""Render ``DIR/index.html``, ``DIR/results.json`` and the verdict baseline ``DIR/verdicts.json`` from the store.
 
-The report never runs an experiment: each claim is judged by :func:`repro.runner.evaluate`, which
+The report never runs an experiment: each claim is judged by :func:`repro.judge.judge_all`, which
 reads only stored results, and a claim with nothing stored is shown as "not run". Holm's
-correction is applied across every claim of the report that has a p-value.
+correction runs within each claim's family (controls are judged alone), and the adjusted p decides
+the verdict; the page shows the raw p beside it. The baseline is written by :mod:`repro.baseline`.
 
 Determinism: the page holds no build time and no absolute path; every number is formatted here
 (not in the templates) with fixed precision; figures are SVG with fixed ids (see
@@ -14,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,11 +24,13 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from repro import __version__, registry, stats
+from repro import __version__, baseline, registry, stats
+from repro.baseline import status_of
 from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion, Source, Trend
+from repro.judge import family_members, family_of, judge_all
 from repro.load import ClaimSet, resolve_params
 from repro.report.figures import RenderedFigure, observed_figure, render_figures
-from repro.runner import ClaimRun, evaluate
+from repro.runner import ClaimRun
 from repro.store import Store, StoredResult
 
 __all__ = ["STATUSES", "build_report", "status_of"]
@@ -43,18 +45,12 @@ STATUSES: dict[str, str] = {
     "not_run": "not run",
     "skipped": "skipped at this scale",
 }
-_NOT_RUN = re.compile(r"^(error:\s*)?not run\b", re.IGNORECASE)
 RESULTS_FORMAT = 1
-
-
-def status_of(run: ClaimRun) -> str:
-    """The verdict's outcome, or "not_run" for an error that only says results are missing."""
-    verdict = run.verdict
-    if run.skipped:
-        return "skipped"
-    if verdict.outcome == "error" and _NOT_RUN.match(verdict.message.strip()):
-        return "not_run"
-    return verdict.outcome
+MULTIPLE_COMPARISONS = (
+    "Holm (statsmodels multipletests, method='holm') within each claim's family (the claim's 'family', default its "
+    "claims file); controls are judged alone; a member without a p counts as p = 1. The adjusted p decides the "
+    "verdict; 'p_adjusted' is it (the raw p for a claim judged alone), verdict.p_value the raw p."
+)
 
 
 # -- formatting: every number on the page goes through these ---------------------------------------
@@ -116,7 +112,8 @@ class Entry:
     expected: str
     as_expected: bool | None  # None: not judged (not run)
     verdict: stats.Verdict
-    p_holm: float | None
+    family_name: str | None  # None: judged alone (a control), or not judged at this scale (skipped)
+    family_size: int
     seeds: list[int]
     n_stored: int
     n_wanted: int
@@ -162,9 +159,30 @@ class Entry:
     def p_opposite(self) -> str:
         return _p(self.verdict.p_opposite)
 
+    def _deciding(self, adjusted: float | None, raw: float | None) -> float | None:
+        return adjusted if adjusted is not None or self.family_name is not None else raw
+
+    @property
+    def p_deciding(self) -> float | None:
+        """The p that decides: Holm-adjusted within the family, or the raw p of a claim judged alone."""
+        return self._deciding(self.verdict.p_adjusted, self.verdict.p_value)
+
     @property
     def p_adjusted(self) -> str:
-        return _p(self.p_holm)
+        return _p(self.p_deciding)
+
+    @property
+    def p_opposite_adjusted(self) -> str:
+        return _p(self._deciding(self.verdict.p_opposite_adjusted, self.verdict.p_opposite))
+
+    @property
+    def family(self) -> str:
+        """Where Holm's correction runs, e.g. "tms (12 tests)"; "alone" for a control; "—" when skipped."""
+        if self.status == "skipped":
+            return "—"
+        if self.family_name is None:
+            return "alone (control)"
+        return f"{self.family_name} ({self.family_size} test{'s' if self.family_size != 1 else ''})"
 
     @property
     def runtime(self) -> str:
@@ -183,7 +201,10 @@ class Entry:
             "expect": self.expected,
             "as_expected": self.as_expected,
             "verdict": self.verdict.model_dump(mode="json"),
-            "p_holm": self.p_holm,
+            "p_adjusted": self.p_deciding,
+            "family": self.family_name,
+            "family_size": self.family_size,
+            "changed": [note.model_dump(mode="json") for note in self.claim.changed],
             "seeds": self.seeds,
             "results_stored": self.n_stored,
             "results_expected": self.n_wanted,
@@ -233,7 +254,7 @@ def _params(claim: Claim, run: ClaimRun) -> list[tuple[str, bool, list[tuple[str
     return out
 
 
-def _entry(run: ClaimRun, p_holm: float | None, claim_set: ClaimSet, memo: dict) -> Entry:
+def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict) -> Entry:
     claim = run.claim
     status = status_of(run)
     stored = [r for arm in run.results.values() for r in arm]
@@ -245,7 +266,8 @@ def _entry(run: ClaimRun, p_holm: float | None, claim_set: ClaimSet, memo: dict)
         expected=run.expected,
         as_expected=None if status in ("not_run", "skipped") else run.as_expected,
         verdict=run.verdict,
-        p_holm=p_holm,
+        family_name=family_of(claim, claim_set),
+        family_size=len(family_members(claim, claim_set, run.scale)),
         seeds=list(run.seeds),
         n_stored=len(stored),
         n_wanted=len(run.seeds) * len(claim.arm_names()),
@@ -293,22 +315,21 @@ def _results_json(entries: list[Entry], scale: str, counts: dict[str, int]) -> s
         "scale": scale,
         "counts": counts,
         "as_expected": sum(1 for e in entries if e.as_expected),
-        "multiple_comparisons": "Holm (statsmodels multipletests, method='holm') over claims with a p-value",
+        "multiple_comparisons": MULTIPLE_COMPARISONS,
         "claims": claims,
     }
     return json.dumps(document, sort_keys=True, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
 
 
 def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -> Path:
-    """Judge every claim from ``store`` and write ``out_dir/index.html`` and ``out_dir/results.json``.
+    """Judge every claim from ``store``; write ``out_dir/index.html``, ``results.json`` and ``verdicts.json``.
 
     Runs no experiment. Returns the path of index.html.
     """
     out_dir = Path(out_dir)
-    runs = [evaluate(claim, scale, store) for claim in claim_set]
-    adjusted = stats.holm([run.verdict.p_value for run in runs])
+    runs = judge_all(list(claim_set), scale, store, claim_set)
     memo: dict = {}  # figures drawn from results alone, shared by the claims that share results
-    entries = [_entry(run, p, claim_set, memo) for run, p in zip(runs, adjusted, strict=True)]
+    entries = [_entry(run, claim_set, memo) for run in runs]
     counts = {status: sum(1 for e in entries if e.status == status) for status in STATUSES}
 
     env = _environment()
@@ -333,4 +354,5 @@ def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -
     index = out_dir / "index.html"
     index.write_bytes(html.encode("utf-8"))
     (out_dir / "results.json").write_bytes(_results_json(entries, scale, counts).encode("utf-8"))
+    baseline.write(out_dir / "verdicts.json", baseline.rows(runs), scale)
     return index

@@ -1,0 +1,363 @@
+"""The verdict baseline (``reports/ci/verdicts.json``): write it, read it, diff two of them, check claims against it.
+
+Pre-registration: an expectation is evidence only if it was fixed before the result was seen. The
+baseline records, per claim, the verdict a run gave and what the claim declared when it did (the
+assertion, the seeds and the expected verdict at each scale). :func:`diff` lists the claims whose
+verdict moved, whose estimate left the old interval or whose p crossed alpha;
+:func:`preregistration_problems` says which claims disagree with a committed baseline, or changed a
+declared field without a dated ``changed`` note naming it.
+
+Every function here is pure except :func:`read` and :func:`write`. The file's bytes are
+deterministic: keys sorted, rows sorted by id, floats rounded to :data:`SIGNIFICANT` significant
+digits (numeric noise from a rerun does not churn a committed file), no dates and no paths.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from repro import registry
+from repro.claim import SCALES, Claim
+from repro.errors import BaselineError
+from repro.runner import ClaimRun
+
+__all__ = [
+    "BASELINE_FORMAT",
+    "SIGNIFICANT",
+    "WATCHED",
+    "Baseline",
+    "Delta",
+    "Row",
+    "declared",
+    "declared_changes",
+    "diff",
+    "dumps",
+    "parse",
+    "preregistration_problems",
+    "read",
+    "row",
+    "rows",
+    "status_of",
+    "write",
+]
+
+BASELINE_FORMAT = 1
+#: Significant digits every float of the baseline is rounded to.
+SIGNIFICANT = 6
+#: Declared fields a claim may change only with a ``changed`` note: (path in "declared", the word its
+#: note's ``what`` must contain).
+WATCHED: tuple[tuple[tuple[str, ...], str], ...] = (
+    *((("assertion", name), name) for name in ("threshold", "margin", "alpha", "min_fraction", "min_rho", "predicate")),
+    *((("seeds", scale), "seeds") for scale in SCALES),
+    *((("expect", scale), "expect") for scale in SCALES),
+)
+_NOT_RUN = re.compile(r"^(error:\s*)?not run\b", re.IGNORECASE)
+_FLOATS = ("estimate", "ci_low", "ci_high", "ci_level", "p_value", "p_adjusted", "p_opposite", "p_opposite_adjusted",
+           "alpha")  # fmt: skip
+
+
+def status_of(run: ClaimRun) -> str:
+    """The verdict's outcome; "skipped" for a declared skip; "not_run" for an error saying results are missing."""
+    if run.skipped:
+        return "skipped"
+    if run.verdict.outcome == "error" and _NOT_RUN.match(run.verdict.message.strip()):
+        return "not_run"
+    return run.verdict.outcome
+
+
+def _round(x: float | None) -> float | None:
+    """``x`` to SIGNIFICANT significant digits (None and non-finite values pass through for validation)."""
+    if x is None or not math.isfinite(x):
+        return x
+    return float(f"{x:.{SIGNIFICANT}g}")
+
+
+class Row(BaseModel):
+    """One claim's verdict at one scale, and what the claim declared when it was judged.
+
+    ``declared`` and ``code_version`` are None for a row read from a report's results.json, which
+    does not hold them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    id: str = Field(min_length=1)
+    scale: str
+    verdict: str = Field(description="reproduced, not_reproduced, inconclusive, error, not_run or skipped.")
+    expect: str | None = Field(description="The verdict the claim expects at this scale; None where skipped.")
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    ci_level: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    p_opposite: float | None
+    p_opposite_adjusted: float | None
+    alpha: float
+    family: str | None
+    family_size: int = Field(ge=1)
+    test: str
+    n: int = Field(ge=0)
+    seeds: int = Field(ge=0, description="Replicate seeds at this scale.")
+    code_version: str | None
+    declared: dict[str, Any] | None
+
+    @field_validator(*_FLOATS)
+    @classmethod
+    def _rounded(cls, x: float | None) -> float | None:
+        return _round(x)
+
+    @property
+    def p_deciding(self) -> float | None:
+        """The p that decides: Holm-adjusted within the family when present, else the raw p (judged alone)."""
+        return self.p_adjusted if self.p_adjusted is not None else self.p_value
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The rows of one verdicts.json or results.json, by claim id, and where they were read from."""
+
+    scale: str
+    rows: dict[str, Row]
+    origin: str = ""
+
+
+# -- rows from a judged run ------------------------------------------------------------------------
+
+
+def declared(claim: Claim) -> dict[str, Any]:
+    """What the claim declares that a result must not move: its assertion, seeds and expect at each scale.
+
+    A skipped scale expects "skipped".
+    """
+    return {
+        "assertion": claim.assertion.model_dump(mode="json"),
+        "seeds": {scale: claim.n_seeds(scale) for scale in SCALES},
+        "expect": {scale: "skipped" if claim.skipped(scale) else claim.expected(scale) for scale in SCALES},
+    }
+
+
+def row(run: ClaimRun, code_version: str | None = None) -> Row:
+    """The baseline row of one judged claim (``code_version``: its experiment's, looked up when None)."""
+    claim, v = run.claim, run.verdict
+    if code_version is None:
+        code_version = registry.get(claim.experiment).code_version
+    return Row(
+        id=claim.id, scale=run.scale, verdict=status_of(run), expect=None if run.skipped else run.expected,
+        estimate=v.estimate, ci_low=v.ci_low, ci_high=v.ci_high, ci_level=v.ci_level, p_value=v.p_value,
+        p_adjusted=v.p_adjusted, p_opposite=v.p_opposite, p_opposite_adjusted=v.p_opposite_adjusted,
+        alpha=v.alpha, family=v.family, family_size=v.family_size, test=v.test, n=v.n, seeds=len(run.seeds),
+        code_version=code_version, declared=declared(claim),
+    )  # fmt: skip
+
+
+def rows(runs: Iterable[ClaimRun]) -> list[Row]:
+    """Baseline rows of judged claims, sorted by id (each experiment's code version computed once)."""
+    versions: dict[str, str] = {}
+    out = []
+    for run in runs:
+        name = run.claim.experiment
+        if name not in versions:
+            versions[name] = registry.get(name).code_version
+        out.append(row(run, versions[name]))
+    return sorted(out, key=lambda r: r.id)
+
+
+# -- the file ------------------------------------------------------------------------------------------
+
+
+def dumps(rows_: Sequence[Row], scale: str) -> str:
+    """The verdicts.json text: deterministic for the same rows (sorted keys and rows, rounded floats)."""
+    document = {
+        "format": BASELINE_FORMAT,
+        "kind": "repro verdicts",
+        "scale": scale,
+        "claims": [r.model_dump(mode="json") for r in sorted(rows_, key=lambda r: r.id)],
+    }
+    return json.dumps(document, sort_keys=True, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def write(path: Path, rows_: Sequence[Row], scale: str) -> Path:
+    """Write verdicts.json (see :func:`dumps`) to ``path``; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(dumps(rows_, scale).encode("utf-8"))
+    return path
+
+
+def read(path: Path) -> Baseline:
+    """Read a verdicts.json or a report's results.json; BaselineError (exit 2) names the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise BaselineError(f"{path}: not UTF-8 text, so not a verdicts.json or results.json") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"{path}: not valid JSON: {exc}") from None
+    return parse(document, origin=str(path))
+
+
+def parse(document: Any, origin: str = "<document>") -> Baseline:
+    """Rows from a parsed verdicts.json (``kind`` "repro verdicts") or results.json (``claims`` with ``status``)."""
+    if not isinstance(document, dict) or not isinstance(document.get("claims"), list):
+        raise BaselineError(f"{origin}: not a verdicts.json or results.json (no 'claims' list)")
+    scale = document.get("scale")
+    if scale not in SCALES:
+        raise BaselineError(f"{origin}: field 'scale' must be one of {list(SCALES)}, got {scale!r}")
+    is_baseline = document.get("kind") == "repro verdicts"
+    if is_baseline and document.get("format") != BASELINE_FORMAT:
+        raise BaselineError(f"{origin}: verdicts format {document.get('format')!r}; this repro reads {BASELINE_FORMAT}")
+    out: dict[str, Row] = {}
+    for index, entry in enumerate(document["claims"]):
+        label = f"claim '{entry['id']}'" if isinstance(entry, dict) and "id" in entry else f"claim #{index + 1}"
+        try:
+            parsed = Row.model_validate(entry if is_baseline else _from_results(entry, scale))
+        except (ValidationError, KeyError, TypeError, AttributeError) as exc:
+            raise BaselineError(f"{origin}: {label}: {_problem(exc)}") from None
+        if parsed.id in out:
+            raise BaselineError(f"{origin}: {label}: listed twice")
+        out[parsed.id] = parsed
+    return Baseline(scale=scale, rows=out, origin=origin)
+
+
+def _from_results(entry: Mapping[str, Any], scale: str) -> dict[str, Any]:
+    """A results.json claim as a row's fields (no code version, no declared fields)."""
+    v = entry["verdict"]
+    return {
+        "id": entry["id"], "scale": scale, "verdict": entry["status"],
+        "expect": None if entry["status"] == "skipped" else entry.get("expect"),
+        **{k: v.get(k) for k in ("estimate", "ci_low", "ci_high", "ci_level", "p_value", "p_opposite", "p_adjusted",
+                                  "p_opposite_adjusted", "family")},
+        "alpha": v["alpha"], "family_size": v.get("family_size", 1), "test": v["test"], "n": v["n"],
+        "seeds": len(entry["seeds"]), "code_version": None, "declared": None,
+    }  # fmt: skip
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"field '{'.'.join(map(str, e['loc'])) or '(row)'}': {e['msg']}" for e in exc.errors())
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return f"malformed ({exc})"
+
+
+# -- diff ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One claim that differs between two baselines, and why (``reasons`` in plain words)."""
+
+    id: str
+    old: Row | None
+    new: Row | None
+    reasons: tuple[str, ...]
+
+    @property
+    def moved(self) -> bool:
+        """The verdict moved, or the claim is only on one side: what fails ``repro diff``."""
+        return self.old is None or self.new is None or self.old.verdict != self.new.verdict
+
+
+def _crossed(old: Row, new: Row) -> bool:
+    p_old, p_new = old.p_deciding, new.p_deciding
+    return p_old is not None and p_new is not None and (p_old < old.alpha) != (p_new < new.alpha)
+
+
+def _outside(old: Row, new: Row) -> bool:
+    if new.estimate is None or old.ci_low is None or old.ci_high is None:
+        return False
+    return not old.ci_low <= new.estimate <= old.ci_high
+
+
+def diff(old: Mapping[str, Row], new: Mapping[str, Row]) -> list[Delta]:
+    """Every claim whose verdict moved, whose new estimate lies outside the old CI, whose deciding p
+    (adjusted when present, else raw) crossed its alpha, or that is only on one side; sorted by id."""
+    out = []
+    for claim_id in sorted(set(old) | set(new)):
+        a, b = old.get(claim_id), new.get(claim_id)
+        if a is None or b is None:
+            out.append(Delta(claim_id, a, b, ("only in new",) if a is None else ("only in old",)))
+            continue
+        reasons = []
+        if a.verdict != b.verdict:
+            reasons.append("verdict moved")
+        if _outside(a, b):
+            reasons.append("estimate outside the old CI")
+        if _crossed(a, b):
+            reasons.append("p crossed alpha")
+        if reasons:
+            out.append(Delta(claim_id, a, b, tuple(reasons)))
+    return out
+
+
+# -- pre-registration ------------------------------------------------------------------------------------
+
+
+def _at(document: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = document
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def declared_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """The watched declared fields that differ: (dotted field, the word a note must name, old, new)."""
+    out = []
+    for path, word in WATCHED:
+        before, after = _at(old, path), _at(new, path)
+        if before != after:
+            out.append((".".join(path), word, before, after))
+    return out
+
+
+def _names(what: str, word: str) -> bool:
+    text = what.lower()
+    return word in text or word.replace("_", " ") in text
+
+
+def preregistration_problems(claims: Iterable[Claim], committed: Baseline) -> list[str]:
+    """Why the claims disagree with a committed baseline; empty when they agree.
+
+    Each claim must be in the baseline; the baseline's verdict must equal what the claim expects at
+    the baseline's scale ("skipped" where the claim skips it); a watched declared field (see
+    :data:`WATCHED`) that differs from the baseline's needs a ``changed`` note whose ``what`` names it.
+    A row the claims no longer declare is stale. Regenerate the baseline with ``repro report``.
+    """
+    problems = []
+    seen = set()
+    scale = committed.scale
+    for claim in claims:
+        seen.add(claim.id)
+        entry = committed.rows.get(claim.id)
+        if entry is None:
+            problems.append(f"{claim.id}: not in the baseline {committed.origin} (run it and regenerate the baseline)")
+            continue
+        expected = "skipped" if claim.skipped(scale) else claim.expected(scale)
+        if entry.verdict != expected:
+            problems.append(
+                f"{claim.id}: the baseline's {scale} verdict is {entry.verdict}, the claim expects {expected}"
+            )
+        if entry.declared is None:
+            continue
+        for field, word, before, after in declared_changes(entry.declared, declared(claim)):
+            if not any(_names(note.what, word) for note in claim.changed):
+                problems.append(
+                    f"{claim.id}: {field} changed from {json.dumps(before)} to {json.dumps(after)} since the baseline, "
+                    f"with no 'changed' note naming {word!r} (date, what, why, before)"
+                )
+    stale = sorted(set(committed.rows) - seen)
+    problems.extend(f"{claim_id}: in the baseline, but no claims file declares it" for claim_id in stale)
+    return problems

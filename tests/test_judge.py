@@ -1,0 +1,180 @@
+"""repro.judge: Holm within each family decides, controls stand alone, a missing member counts as p = 1;
+and repro.plan: the seeds a claim needs at its smallest_effect."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from statsmodels.stats.power import TTestPower
+
+from repro import stats
+from repro.claim import Claim
+from repro.judge import family_members, family_of, judge, judge_all
+from repro.load import load_claims
+from repro.plan import plan_claim
+from repro.runner import compute
+from repro.store import Store
+
+from .helpers import write_claims
+
+# Three sign-test claims whose 7 seeds all lie beyond the threshold: raw p = 0.5**7 = 0.0078 each.
+# Alone each is reproduced; as a family of three Holm multiplies the smallest by 3 (0.023), so none is.
+CLAIM = """
+[[claim]]
+id = "fam.c{i}"
+source = "test"
+statement = "Draws with mean 3 have a median above 0"
+evidence = "By construction"
+experiment = "calibration.normal"
+metric = "value"
+seeds = 7
+assertion = {{ test = "greater", threshold = 0.0, method = "sign" }}
+params = {{ mean = 3.0, sd = 0.5, stream = {i} }}
+{extra}
+[claim.scales.ci]
+seeds = 7
+"""
+
+
+def _claims(tmp_path, extras: dict[int, str] | None = None):
+    extras = extras or {}
+    body = "".join(CLAIM.format(i=i, extra=extras.get(i, "")) for i in range(3))
+    return load_claims(write_claims(tmp_path / "c", body, name="fam.toml"))
+
+
+def _fill(claim_set, store, ids=None):
+    for claim in claim_set:
+        if ids is None or claim.id in ids:
+            assert compute(claim, "ci", store=store, device="cpu").error is None
+
+
+def test_default_family_is_one_source_in_one_file_and_controls_stand_alone(tmp_path):
+    claim_set = _claims(tmp_path, {1: "control = true", 2: 'family = "other"'})
+    c0, c1, c2 = claim_set
+    assert family_of(c0, claim_set) == "fam.test"
+    assert family_of(c1, claim_set) is None and family_members(c1, claim_set, "ci") == [c1]
+    assert family_of(c2, claim_set) == "other"
+    assert family_members(c0, claim_set, "ci") == [c0]
+
+
+def test_holm_decides_and_raw_p_stays_beside_it(tmp_path):
+    claim_set, store = _claims(tmp_path), Store(tmp_path / "s")
+    _fill(claim_set, store)
+    runs = judge_all(list(claim_set), "ci", store, claim_set)
+    for run in runs:
+        v = run.verdict
+        assert v.p_value == pytest.approx(0.5**7) and v.p_adjusted == pytest.approx(3 * 0.5**7)
+        assert (v.family, v.family_size, v.outcome) == ("fam.test", 3, "inconclusive")
+        assert "Holm" in v.message and "raw p=0.0078" in v.message
+    alone = stats.decide(claim_set.claims[0].assertion, {"main": np.full(7, 3.0)})
+    assert alone.outcome == "reproduced"  # the same evidence, judged alone
+
+
+def test_the_opposite_p_is_corrected_too(tmp_path):
+    body = "".join(CLAIM.format(i=i, extra="").replace("mean = 3.0", "mean = -3.0") for i in range(3))
+    claim_set, store = load_claims(write_claims(tmp_path / "c", body, name="fam.toml")), Store(tmp_path / "s")
+    _fill(claim_set, store)
+    v = judge(claim_set.claims[0], "ci", store, claim_set).verdict
+    assert v.p_opposite_adjusted == pytest.approx(3 * 0.5**7) and v.outcome == "inconclusive"
+
+
+def test_a_member_without_results_counts_as_p_one_never_helping_the_others(tmp_path):
+    claim_set, store = _claims(tmp_path), Store(tmp_path / "s")
+    _fill(claim_set, store, ids={"fam.c0"})
+    v = judge(claim_set.get("fam.c0"), "ci", store, claim_set).verdict
+    assert v.family_size == 3 and v.p_adjusted == pytest.approx(3 * 0.5**7)  # Holm with 1, 1: the first step
+    unrun = judge(claim_set.get("fam.c1"), "ci", store, claim_set).verdict
+    assert unrun.outcome == "error" and unrun.p_adjusted is None
+
+
+def test_a_control_is_decided_by_its_raw_p(tmp_path):
+    claim_set, store = _claims(tmp_path, {0: "control = true"}), Store(tmp_path / "s")
+    _fill(claim_set, store)
+    v = judge(claim_set.get("fam.c0"), "ci", store, claim_set).verdict
+    assert (v.outcome, v.family, v.p_adjusted) == ("reproduced", None, None)
+    # The two others are a family of two: 2 * 0.0078 = 0.0156 is not below 0.01.
+    assert judge(claim_set.get("fam.c1"), "ci", store, claim_set).verdict.family_size == 2
+
+
+def test_pytest_item_computes_the_family_before_judging(tmp_path, monkeypatch):
+    pytester_claims = _claims(tmp_path, {0: 'expect = "inconclusive"\nfinding = "Holm over three"'})
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(pytester_claims.files["fam.c0"]), "-k", "c0 and ci", "-q",
+         "-p", "no:cacheprovider"],
+        capture_output=True, text=True, cwd=tmp_path, env={**__import__("os").environ},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    assert len(list((tmp_path / "home").rglob("*.json"))) >= 3 * 7  # the whole family's results
+
+
+# -- plan -------------------------------------------------------------------------------------------
+def _claim(assertion: dict, smallest_effect: float | None = 0.5, **extra) -> Claim:
+    return Claim.model_validate({
+        "id": "p.x", "source": "s", "statement": "a statement here", "evidence": "e",
+        "experiment": "calibration.normal", "metric": "value", "seeds": 10, "assertion": assertion,
+        "scales": {"ci": {}}, "smallest_effect": smallest_effect, **extra,
+    })  # fmt: skip
+
+
+def test_t_plan_is_statsmodels_closed_form_at_the_holm_first_step():
+    claim = _claim({"test": "greater", "threshold": 0.0, "method": "t"})
+    values = {"main": np.random.default_rng(0).normal(0.0, 1.0, 40)}
+    plan = plan_claim(claim, values, None, family_size=4)
+    sd = float(np.std(values["main"], ddof=1))
+    expected = TTestPower().solve_power(effect_size=0.5 / sd, alpha=0.01 / 4, power=0.8, alternative="larger")
+    assert plan.planning_alpha == 0.0025 and plan.seeds[0.8] == math.ceil(expected)
+    assert plan.seeds[0.95] > plan.seeds[0.8]
+
+
+def test_sign_plan_is_exact_binomial_power():
+    claim = _claim({"test": "greater", "threshold": 0.0, "method": "sign"}, smallest_effect=3.0)
+    plan = plan_claim(claim, {"main": np.random.default_rng(0).normal(0.0, 1.0, 50)}, None)
+    # q = Phi(3 / sd) is about 0.999: the sign test's floor, 7 seeds all beyond, has power q**7 > 0.95.
+    assert plan.seeds[0.8] == plan.seeds[0.95] == 7
+
+
+def test_binomial_plan_over_seeds():
+    claim = _claim({"test": "proportion", "predicate": {"op": ">", "value": 0}, "min_fraction": 0.5},
+                   smallest_effect=0.4)  # fmt: skip
+    plan = plan_claim(claim, {"main": np.ones(10)}, None)
+    assert plan.how == "exact binomial power" and 7 <= plan.seeds[0.8] <= plan.seeds[0.95] < 30
+
+
+def test_no_plan_without_a_smallest_effect_or_a_spread():
+    assert plan_claim(_claim({"test": "greater", "threshold": 0.0}, None), None, None).seeds[0.8] is None
+    plan = plan_claim(_claim({"test": "greater", "threshold": 0.0, "method": "t"}), None, None)
+    assert plan.seeds[0.8] is None and "run the claim once" in plan.note
+
+
+def test_an_inconclusive_verdict_reports_the_planning_figure_not_observed_power(tmp_path):
+    claim_set = _claims(tmp_path, {i: "smallest_effect = 1.0" for i in range(3)})
+    store = Store(tmp_path / "s")
+    _fill(claim_set, store)
+    v = judge(claim_set.claims[0], "ci", store, claim_set).verdict
+    assert v.outcome == "inconclusive"
+    assert "the plan gives" in v.message and "seeds for 80% power at smallest_effect 1" in v.message
+    assert "observed" not in v.message
+
+
+def test_plan_command_prints_seeds_per_claim_from_the_store(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from repro.cli import app
+
+    claim_set = _claims(tmp_path, {i: "smallest_effect = 1.0" for i in range(3)})
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "250")
+    path = str(claim_set.files["fam.c0"])
+    before = CliRunner().invoke(app, ["plan", "fam.c0", "--claims", path])
+    assert before.exit_code == 0 and "run the claim once" in before.output  # no spread stored yet
+    _fill(claim_set, Store.default())
+    after = CliRunner().invoke(app, ["plan", "--claims", path])
+    assert after.exit_code == 0, after.output
+    assert after.output.count("fam.c") == 3 and "0.01 / 3" in after.output and "exact sign-test power" in after.output
