@@ -18,6 +18,7 @@ import logging
 import math
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ from repro.store import Store, StoredResult, result_key
 __all__ = ["ClaimRun", "Computed", "compute", "evaluate", "replicate_seeds", "resolve_device", "run_claim"]
 
 log = logging.getLogger(__name__)
+#: Distinct warnings kept in one call's provenance.
+MAX_WARNINGS = 20
 
 
 def replicate_seeds(root: int, n: int) -> list[int]:
@@ -207,13 +210,21 @@ def _compute_batch(
         on_progress(f"{label}: {len(todo)} seed(s) on {device}")
     call_started = time.perf_counter()
     try:
-        produced = experiment.run(params, [s for s, _ in todo], device)
+        # A warning (a corrupt EXIF header in one ImageNet JPEG, a DataLoader hint) must not turn a
+        # two-hour run into an error, even under pytest's warnings-as-errors: it is recorded with the
+        # results instead, where the report shows it.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            produced = experiment.run(params, [s for s, _ in todo], device)
     except Exception as exc:  # an experiment crash is a verdict, not a traceback for the user
         log.debug("experiment %s crashed:\n%s", experiment.name, traceback.format_exc())
         done.error = f"{experiment.name} raised {type(exc).__name__}: {exc}"
         return
     call_wall = time.perf_counter() - call_started
     prov = provenance.collect(device, [s for s, _ in todo], call_wall)
+    if caught:
+        seen = dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
+        prov["warnings"] = [text[:500] for text in list(seen)[:MAX_WARNINGS]]
     if len(produced) != len(todo):
         raise RuntimeError(f"{experiment.name} returned {len(produced)} results for {len(todo)} seeds")
     dumped = params.model_dump(mode="json")  # type: ignore[attr-defined]

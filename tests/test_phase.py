@@ -246,3 +246,18 @@ def test_figures_draw_from_a_tiny_run():
     codes = np.array([[1, 1, 3], [1, 2, 3], [0, 0, 2]])  # (seeds, K)
     assert phase_plots._majority(codes).tolist() == [1, phase_plots.NO_MAJORITY, 3]
     assert math.isclose(float(boundary_density(_f64([1.0]))), 4 / 7)
+
+
+def test_the_papers_rule_drops_the_highest_loss_model_and_takes_the_majority_of_the_rest():
+    from repro.experiments.phase import ANTIPODAL, ONLY_FEATURE_1, OTHER, majority_without_highest
+
+    # one seed, ten restarts, three cells
+    codes = torch.full((1, 10, 3), ONLY_FEATURE_1)
+    loss = torch.arange(10.0)[None, :, None].expand(1, 10, 3).clone()
+    codes[0, :5, 0] = ANTIPODAL  # cell 0: 5 of 10 antipodal, the highest-loss model (9) is not: 5 of 9 left
+    codes[0, 5:, 1] = ANTIPODAL  # cell 1: 5 antipodal including the highest-loss one: 4 of 9 left
+    codes[0, :4, 2] = ANTIPODAL  # cell 2: 4 antipodal, 6 only-feature-1 incl. the dropped one: 5 of 9 left
+    got = majority_without_highest(codes, loss)[0].tolist()
+    assert got == [ANTIPODAL, ONLY_FEATURE_1, ONLY_FEATURE_1]
+    codes[0, :, 2] = torch.tensor([ANTIPODAL] * 4 + [OTHER] * 4 + [ONLY_FEATURE_1] * 2)
+    assert majority_without_highest(codes, loss)[0, 2] == OTHER  # no strict majority of the nine

@@ -126,3 +126,30 @@ def test_skip_and_expect_at_one_scale_are_refused(tmp_path):
     text = skipped_claim_text().replace("seeds = 10\nskip", 'seeds = 10\nexpect = "inconclusive"\nfinding = "x"\nskip')
     with pytest.raises(ClaimFileError, match="skip"):
         load_claims(write_claims(tmp_path / "claims", text))
+
+
+def test_a_warning_in_an_experiment_is_recorded_not_raised(tmp_path, monkeypatch):
+    """pytest runs with warnings as errors; a full-scale run must not die on a corrupt EXIF header."""
+    import warnings
+
+    from repro import registry
+
+    experiment = registry.get("calibration.normal")
+    original = experiment.run
+
+    def noisy(params, seeds, device):
+        warnings.warn("Corrupt EXIF data", UserWarning, stacklevel=1)
+        warnings.warn("Corrupt EXIF data", UserWarning, stacklevel=1)
+        return original(params, seeds, device)
+
+    import dataclasses
+
+    monkeypatch.setitem(registry._REGISTRY, "calibration.normal", dataclasses.replace(experiment, run=noisy))
+    from pathlib import Path
+
+    claim = load_claims(Path(__file__).resolve().parents[1] / "claims" / "calibration.toml").get(
+        "calibration.greater.positive"
+    )
+    run = run_claim(claim, "ci", store=Store(tmp_path / "s"), device="cpu")
+    assert run.verdict.outcome == "reproduced"
+    assert run.results["main"][0].provenance["warnings"] == ["UserWarning: Corrupt EXIF data"]

@@ -172,7 +172,23 @@ def test_hdbscan_counts_two_blobs_as_two_and_one_blob_as_fewer():
     assert set(labels[:150]) != set(labels[150:])
     unimodal, _ = M.n_clusters(rng.normal(size=(300, 8)), 50)
     assert unimodal < 2  # one blob: one cluster or all noise, never polysemantic
-    assert M.n_clusters(blob[:60], 50)[0] == 0  # too few points for two clusters
+    assert M.n_clusters(blob[:60], 50)[0] < 2  # too few points for two clusters
+    assert M.n_clusters(blob[:40], 50)[0] == 0  # too few for one
+
+
+def test_hdbscan_is_the_source_package_with_its_defaults(monkeypatch):
+    import hdbscan
+
+    made = []
+    original = hdbscan.HDBSCAN
+
+    def spy(**kwargs):
+        made.append(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(hdbscan, "HDBSCAN", spy)
+    M.n_clusters(np.random.default_rng(1).normal(size=(120, 4)), 50)
+    assert made == [{"min_cluster_size": 50}]  # the source's call, nothing else set
 
 
 def test_auroc_and_preservation():
@@ -261,3 +277,44 @@ def test_figures_draw_from_a_tiny_run():
     detection_only = claim.model_copy(update={"params": {**TINY, "split": False}})
     run_ = run_claim(detection_only, "ci", store=Store.default(), device="cpu")
     assert all(function(detection_only, run_) is None for function in subnetworks_plots.FIGURES.values())
+
+
+def test_the_source_network_is_hamblins_sparse_alexnet_or_a_clear_error(tmp_path, monkeypatch):
+    """A full-scale claim that names units of the sparse AlexNet never runs on torchvision's dense one."""
+    from torchvision.models import alexnet
+
+    from repro.errors import DataUnavailableError
+    from repro.experiments import subnetworks_data as D
+
+    monkeypatch.setenv("REPRO_DATA", str(tmp_path))
+    with pytest.raises(DataUnavailableError, match="alexnet_sparse_statedict.pt.*circuit_explorer"):
+        D.load_alexnet(None, sparse=True)
+    reference = alexnet().state_dict()
+    (tmp_path / "weights").mkdir()
+    # what a DataParallel training script saves: a wrapper dict and "module." prefixes
+    wrapped = {"state_dict": {k.replace("features.", "features.module."): v for k, v in reference.items()}}
+    torch.save(wrapped, tmp_path / "weights" / D.SPARSE_ALEXNET_FILE)
+    net = D.load_alexnet(None, sparse=True)
+    assert torch.equal(net.features[10].weight, reference["features.10.weight"])
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(DataUnavailableError, match="no state_dict of tensors|not a torchvision AlexNet"):
+        D.load_alexnet(str(tmp_path / "other.pt"))
+    torch.save(alexnet(), tmp_path / "module.pt")  # a pickled module, not a state_dict
+    with pytest.raises(DataUnavailableError, match="weights_only=True"):
+        D.load_alexnet(str(tmp_path / "module.pt"))
+
+
+def test_overlap_counts_only_weights_that_can_reach_the_unit():
+    """In the unit's own conv only its filter can matter: the other filters (kept by neither mask)
+    must not enter N, or the expected overlap shrinks C-fold."""
+    a = torch.zeros(8, 2, 3, 3)
+    b = torch.zeros(8, 2, 3, 3)
+    a[3, :, :2] = 1  # unit 3's filter: 12 of 18 weights kept by A
+    b[3, :, 1:] = 1  # 12 of 18 kept by B; 6 kept by both
+    everything = M.overlap_stats(a, b)
+    own = torch.zeros_like(a, dtype=torch.bool)
+    own[3] = True
+    filter_only = M.overlap_stats(a, b, own)
+    assert everything["expected"] == pytest.approx(12 * 12 / 144)
+    assert filter_only["expected"] == pytest.approx(12 * 12 / 18) and filter_only["observed"] == 6
+    assert filter_only["observed"] / filter_only["expected"] < 1 < everything["observed"] / everything["expected"]

@@ -120,6 +120,8 @@ SUBNETWORKS: dict[str, MetricKind] = {
     "auroc_cs_minus_heuristics": "fraction",
     "preservation_heuristics_minus_cs": "fraction",
     "overlap_ratio": "skewed",
+    "overlap_ratio_random": "skewed",
+    "overlap_excess_over_random": "skewed",
     "jaccard": "fraction",
     "jaccard_expected": "fraction",
     "overlap_ratio_layer": "skewed",

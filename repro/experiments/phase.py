@@ -3,8 +3,9 @@
 Two features, one hidden neuron. Feature 1 has importance 1, feature 2 importance r; both have
 density s = 1 - S. The grid is r (log-spaced, r_min..r_max) x s (log-spaced, density_min..
 density_max), K = n_r * n_density cells, cell k = i_r * n_density + i_density (r-major). One call
-trains, for every seed, one model per cell (``restarts`` models per cell if asked) as instances
-of one batched tensor with the trainer of :mod:`repro.experiments.toy`, data drawn on the device.
+trains, for every seed, one model per cell (``restarts`` models per cell if asked: the paper drops
+the highest-loss one and takes the rest's majority class; ``restart_rule``) as instances of one
+batched tensor with the trainer of :mod:`repro.experiments.toy`, data drawn on the device.
 Full scale is zroe1's 100 x 1000 grid with 10 seeds: 10^6 models in one tensor. Run it directly::
 
     from repro.experiments.phase import PhaseParams, run
@@ -60,6 +61,7 @@ __all__ = [
     "far_from_boundary",
     "grid",
     "keep_lowest_loss",
+    "majority_without_highest",
     "run",
     "theory_class",
     "theory_losses",
@@ -100,8 +102,15 @@ class PhaseParams(BaseModel):
         1,
         ge=1,
         le=100,
-        description="Models per cell and seed; a cell keeps the one of lowest exact expected loss on "
-        "independent data (the paper trains ten per point), whatever data it was trained on.",
+        description="Models per cell and seed (the paper trains ten per point); restart_rule says how they "
+        "make the cell's class.",
+    )
+    restart_rule: Literal["drop_highest", "lowest_loss"] = Field(
+        "drop_highest",
+        description="drop_highest: the paper's procedure ('discarding the model with the highest loss' and "
+        "averaging the rest): the cell's class is the class of a strict majority of the restarts left after "
+        "the one of highest exact expected loss is dropped, else other. lowest_loss: the class of the one "
+        "restart of lowest exact expected loss (a best-of-R variant, not the paper's).",
     )
     steps: int = Field(6000, ge=1, le=10_000_000, description="Optimizer steps (zroe1: 6 epochs x 1000).")
     batch: int = Field(64, ge=1, le=100_000, description="Rows of uniform values per step (zroe1: 64).")
@@ -320,10 +329,15 @@ def run(params: PhaseParams, seeds: Sequence[int], device: torch.device | str) -
     toy.train(models, sampler, importance.repeat(R, 1), settings)
 
     # Judge every model by its exact expected loss on the paper's (independent) data.
-    loss = expected_loss(models.W, models.b, importance.repeat(G * R, 1), density.repeat(G * R), params.model)
+    every_loss = expected_loss(models.W, models.b, importance.repeat(G * R, 1), density.repeat(G * R), params.model)
+    every_code = classify(models.W, models.b).view(G, R, K).cpu()  # (G, R, K)
     loss, W, b = keep_lowest_loss(
-        loss.view(G, R, K), models.W.view(G, R, K, N_HIDDEN, N_FEATURES), models.b.view(G, R, K, N_FEATURES)
-    )  # (G, K), (G, K, m, n), (G, K, n)
+        every_loss.view(G, R, K), models.W.view(G, R, K, N_HIDDEN, N_FEATURES), models.b.view(G, R, K, N_FEATURES)
+    )  # (G, K), (G, K, m, n), (G, K, n): the lowest-loss model of each cell, for both rules' figures
+    if params.restart_rule == "drop_highest" and R > 1:
+        cell_codes = majority_without_highest(every_code, every_loss.view(G, R, K).cpu())  # (G, K)
+    else:
+        cell_codes = every_code.gather(1, every_loss.view(G, R, K).argmin(1, keepdim=True).cpu())[:, 0]  # (G, K)
 
     theory = theory_class(r, density).cpu()  # (K,)
     far = far_from_boundary(r, density, params.far_factor).cpu()  # (K,)
@@ -331,7 +345,7 @@ def run(params: PhaseParams, seeds: Sequence[int], device: torch.device | str) -
     W, b, loss, r, density = W.cpu(), b.cpu(), loss.cpu(), r.cpu(), density.cpu()
     results = []
     for g, seed in enumerate(seeds):
-        codes = classify(W[g], b[g])  # (K,)
+        codes = cell_codes[g]  # (K,)
         metrics = _seed_metrics(codes, theory, far, sparse, params.n_r)
         metrics |= {
             "model_class": codes.double().tolist(),
@@ -360,6 +374,17 @@ def run(params: PhaseParams, seeds: Sequence[int], device: torch.device | str) -
         "phase.one_neuron: %d seeds x %d models on %s in %.2f s", G, R * K, device, time.perf_counter() - started
     )
     return results
+
+
+def majority_without_highest(codes: Tensor, loss: Tensor) -> Tensor:
+    """The paper's per-cell rule: drop each cell's highest-loss restart, then the class a strict
+    majority of the rest share, else other. codes, loss (G, R, K) -> (G, K) int64."""
+    G, R, K = codes.shape
+    kept = torch.ones_like(codes, dtype=torch.bool)
+    kept.scatter_(1, loss.argmax(1, keepdim=True), False)  # (G, R, K): the highest-loss restart dropped
+    votes = torch.stack([((codes == c) & kept).sum(1) for c in range(4)])  # (4 classes, G, K)
+    top, winner = votes.max(0)  # (G, K)
+    return torch.where(2 * top > R - 1, winner, torch.full_like(winner, OTHER))
 
 
 def keep_lowest_loss(loss: Tensor, W: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -21,9 +21,12 @@ Per replicate seed (SOURCES.md sections 2 and 7; the methods are in :mod:`subnet
    mask and the dense net, feature preservation, and the per-layer overlap of masks A and B
    against independence.
 
-Scales. ``model = "alexnet"`` (full): torchvision's AlexNet, ImageNet-pretrained (IMAGENET1K_V1),
-or any AlexNet state_dict given by ``weights`` (the source used Hamblin et al.'s sparse AlexNet,
-which torchvision does not ship); images from ``$REPRO_DATA/imagenet/<split>/<wnid>/*.JPEG``
+Scales. ``model = "alexnet_sparse"`` (full, the source's network): Hamblin et al.'s sparse AlexNet,
+a torchvision-AlexNet state_dict that circuit_explorer ships as ``alexnet_sparse_statedict.pt``,
+read from ``$REPRO_DATA/weights`` (or ``weights``); the units the source names are units of this
+network. ``model = "alexnet"``: torchvision's AlexNet, ImageNet-pretrained (IMAGENET1K_V1), or any
+AlexNet state_dict given by ``weights``, for claims about units of that network; images from
+``$REPRO_DATA/imagenet/<split>/<wnid>/*.JPEG``
 (the ImageFolder layout), preprocessed as the source (Resize 256, CenterCrop 224, ImageNet
 mean/std). ``model = "small_cnn"`` (ci): a 4-conv CNN trained from the seed on Fashion-MNIST (or
 scikit-learn's digits; ``cnn_*`` params), detection on the 10,000 test images; with ``units = []``
@@ -66,11 +69,15 @@ class SubnetworkParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: Literal["alexnet", "small_cnn"] = Field("alexnet", description="alexnet: full scale; small_cnn: ci.")
+    model: Literal["alexnet_sparse", "alexnet", "small_cnn"] = Field(
+        "alexnet_sparse",
+        description="alexnet_sparse: Hamblin's sparse AlexNet, the source's network (full scale); alexnet: "
+        "torchvision's ImageNet AlexNet; small_cnn: ci.",
+    )
     weights: str | None = Field(
         None,
-        description="alexnet: a state_dict file (e.g. Hamblin's sparse AlexNet); None: torchvision's ImageNet "
-        "weights from its cache or $REPRO_DATA/weights.",
+        description="alexnet / alexnet_sparse: a state_dict file; None: the network's own file from "
+        "$REPRO_DATA/weights (alexnet: also torch's cache).",
     )
     dataset: Literal["imagenet", "fashion_mnist", "sklearn_digits"] = "imagenet"
     imagenet_split: str = Field("train", description="Folder under $REPRO_DATA/imagenet (the source: train).")
@@ -99,10 +106,10 @@ class SubnetworkParams(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SubnetworkParams:
-        if (self.model == "alexnet") != (self.dataset == "imagenet"):
-            raise ValueError("model 'alexnet' goes with dataset 'imagenet', 'small_cnn' with the small datasets")
-        if self.weights is not None and self.model != "alexnet":
-            raise ValueError("weights is a state_dict path for model 'alexnet'")
+        if (self.model != "small_cnn") != (self.dataset == "imagenet"):
+            raise ValueError("the AlexNets go with dataset 'imagenet', 'small_cnn' with the small datasets")
+        if self.weights is not None and self.model == "small_cnn":
+            raise ValueError("weights is a state_dict path for the AlexNets, not small_cnn")
         if any(not 0 < d for d in self.lr_drops) or sorted(self.lr_drops) != self.lr_drops:
             raise ValueError("lr_drops must be increasing positive epochs")
         if any(not 0 < f < 1 for f in self.sweep_fractions):
@@ -124,7 +131,8 @@ SCALARS = (
     "auroc_dense", "auroc_mask_a", "auroc_mask_b", "auroc_own_min", "auroc_gain_min",
     "auroc_random_own_min", "auroc_vs_random", "preservation_cs", "auroc_soft_own_min", "undecided_fraction",
     *(f"{kind}_{m}" for m in METHODS for kind in ("auroc_own_min", "preservation")),
-    "auroc_cs_minus_heuristics", "preservation_heuristics_minus_cs", "overlap_ratio", "jaccard", "jaccard_expected",
+    "auroc_cs_minus_heuristics", "preservation_heuristics_minus_cs", "overlap_ratio", "overlap_ratio_random",
+    "overlap_excess_over_random", "jaccard", "jaccard_expected",
 )  # fmt: skip
 LAYER_METRICS = ("overlap_ratio_layer", "overlap_p_layer", "jaccard_layer")
 METRICS: tuple[str, ...] = SCALARS + LAYER_METRICS
@@ -273,12 +281,29 @@ def _split(pool: Pool, params: SubnetworkParams, seed: int, unit: int, top: np.n
         arrays[f"sweep_preservation_{method}"] = np.array([v[1] for v in sweep])
     m["auroc_cs_minus_heuristics"] = m["auroc_own_min"] - best
     m["preservation_heuristics_minus_cs"] = min(m[f"preservation_{h}"] for h in METHODS) - m["preservation_cs"]
-    # independence: per masked layer, the overlap of masks A and B against the hypergeometric expectation
-    layers = [M.overlap_stats(wa, wb) for (wa, _), (wb, _) in zip(mask_a, mask_b, strict=True)]
+    # independence: per masked layer, the overlap of masks A and B against the hypergeometric expectation,
+    # over the weights that can reach the unit (all of an earlier conv; only the unit's filter in its own)
+    own_filter = torch.zeros_like(mask_a[-1][0], dtype=torch.bool)
+    own_filter[unit] = True
+    eligible = [None] * (len(mask_a) - 1) + [own_filter]
+
+    def overlaps(ma: M.Masks, mb: M.Masks) -> list[dict[str, float]]:
+        return [M.overlap_stats(wa, wb, e) for (wa, _), (wb, _), e in zip(ma, mb, eligible, strict=True)]
+
+    def ratio(stats_: list[dict[str, float]]) -> float:
+        observed, expected = sum(s["observed"] for s in stats_), sum(s["expected"] for s in stats_)
+        return observed / expected if expected > 0 else math.nan
+
+    layers = overlaps(mask_a, mask_b)
+    # The same training on a random split of the same images: both masks start at s = 0 and share
+    # gradient terms, so part of any overlap is built in by the procedure, whatever the labels.
+    random_ratio = ratio(overlaps(rand_a, rand_b))
     obs, exp = sum(s["observed"] for s in layers), sum(s["expected"] for s in layers)
     kept = sum(s["kept_a"] + s["kept_b"] for s in layers)
     m.update({
-        "overlap_ratio": obs / exp if exp > 0 else math.nan, "jaccard": obs / (kept - obs) if kept > obs else math.nan,
+        "overlap_ratio": ratio(layers), "overlap_ratio_random": random_ratio,
+        "overlap_excess_over_random": ratio(layers) - random_ratio,
+        "jaccard": obs / (kept - obs) if kept > obs else math.nan,
         "jaccard_expected": exp / (kept - exp) if kept > exp else math.nan,
         "overlap_ratio_layer": [s["observed"] / s["expected"] if s["expected"] > 0 else math.nan for s in layers],
         "overlap_p_layer": [s["p_excess"] for s in layers], "jaccard_layer": [s["jaccard"] for s in layers],

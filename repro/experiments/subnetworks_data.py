@@ -36,6 +36,7 @@ __all__ = [
 
 CNN_STREAM, SPLIT_STREAM = 0, 1  # random streams of a replicate seed (subnetworks.py uses 2 and 3)
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's IMAGENET1K_V1 weights file
+SPARSE_ALEXNET_FILE = "alexnet_sparse_statedict.pt"  # circuit_explorer's name for Hamblin's sparse AlexNet
 
 
 # -- data and models -------------------------------------------------------------------------------------------
@@ -60,9 +61,10 @@ def imagenet_folder(split: str = "train") -> Path:
     return root
 
 
-def load_alexnet(weights: str | None) -> nn.Module:
-    """torchvision AlexNet with ``weights`` (a state_dict file) or torchvision's ImageNet weights, found in
-    torch's hub cache or $REPRO_DATA/weights; never downloaded silently and never random."""
+def load_alexnet(weights: str | None, sparse: bool = False) -> nn.Module:
+    """torchvision's AlexNet with its ImageNet weights, or Hamblin's sparse AlexNet (``sparse``), or the
+    state_dict file ``weights``; found in torch's hub cache or $REPRO_DATA/weights, never downloaded
+    silently and never random."""
     from torchvision.models import alexnet
 
     net = alexnet()
@@ -70,6 +72,17 @@ def load_alexnet(weights: str | None) -> nn.Module:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise DataUnavailableError(f"AlexNet weights file {path} does not exist (param weights)")
+    elif sparse:
+        path = data_dir() / "weights" / SPARSE_ALEXNET_FILE
+        if not path.is_file():
+            raise DataUnavailableError(
+                f"Hamblin's sparse AlexNet ({SPARSE_ALEXNET_FILE}), the network whose units the source names, is "
+                f"not at {path}. circuit_explorer (github.com/chrishamblin7/circuit_explorer) fetches it into its "
+                f'models/ folder: python -c "from circuit_explorer.download_from_gdrive import '
+                f"download_from_gdrive; download_from_gdrive('alexnet_sparse', target='model')\"; copy the file "
+                f"to {path.parent}/ (or set weights = '<path>'). torchvision does not ship this network, and its "
+                "dense AlexNet's units 255, 15, 167 are other units."
+            )
     else:
         candidates = [Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE, data_dir() / "weights" / ALEXNET_FILE]
         path = next((p for p in candidates if p.is_file()), None)
@@ -78,12 +91,48 @@ def load_alexnet(weights: str | None) -> nn.Module:
                 f"torchvision's ImageNet AlexNet weights ({ALEXNET_FILE}) are in neither {candidates[0]} nor "
                 f'{candidates[1]}. On a machine with internet: python -c "from torchvision.models import alexnet, '
                 "AlexNet_Weights; alexnet(weights=AlexNet_Weights.IMAGENET1K_V1)\" (fills torch's cache), or copy "
-                f"the file into {candidates[1].parent}. For Hamblin's sparse AlexNet set weights = '<path to its "
-                "state_dict>' (torchvision has no sparse AlexNet)."
+                f"the file into {candidates[1].parent}."
             )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+    net.load_state_dict(alexnet_state_dict(path))
     return net.eval()
+
+
+def alexnet_state_dict(path: Path) -> dict[str, Tensor]:
+    """A torchvision-AlexNet state_dict from a checkpoint file, read with ``weights_only=True``.
+
+    Accepted: a plain state_dict (what torchvision and circuit_explorer save), or one under
+    "state_dict" / "model_state_dict" (training scripts), with "module." prefixes from DataParallel
+    stripped anywhere in a key; anything else (a pickled module, other keys) is a clear error.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickled nn.Module, a truncated file, not a torch file at all
+        raise DataUnavailableError(
+            f"{path} is not a state_dict torch can load with weights_only=True ({type(exc).__name__}: {exc}); "
+            "save the network's state_dict() instead of the module"
+        ) from None
+    if isinstance(state, dict):
+        for key in ("state_dict", "model_state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise DataUnavailableError(f"{path} holds no state_dict of tensors (found {type(state).__name__})")
+    state = {k.replace("module.", ""): v for k, v in state.items()}
+    expected = set(_alexnet_keys())
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise DataUnavailableError(
+            f"{path} is not a torchvision AlexNet state_dict: missing {missing[:4]}, unexpected {extra[:4]}"
+        )
+    return state
+
+
+@functools.lru_cache(maxsize=1)
+def _alexnet_keys() -> tuple[str, ...]:
+    from torchvision.models import alexnet
+
+    return tuple(alexnet().state_dict())
 
 
 def small_cnn(channels: int, in_channels: int = 1, n_classes: int = 10) -> nn.Module:
@@ -231,6 +280,7 @@ def pools(params: SubnetworkParams, seeds: Sequence[int], device: torch.device) 
     tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
                              transforms.Normalize(_MEAN, _STD)])  # fmt: skip
     dataset = datasets.ImageFolder(str(imagenet_folder(params.imagenet_split)), transform=tf)
-    features = load_alexnet(params.weights).features.to(device).eval().requires_grad_(False)
+    features = load_alexnet(params.weights, sparse=params.model == "alexnet_sparse").features
+    features = features.to(device).eval().requires_grad_(False)
     for seed in seeds:
         yield seed, Pool(params, features, None, dataset, torch.as_tensor(dataset.targets), seed, device)

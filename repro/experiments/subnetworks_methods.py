@@ -82,13 +82,14 @@ def receptive_field(features: nn.Sequential, layer: int, position: int, image_si
 
 
 def n_clusters(vectors: np.ndarray, min_cluster_size: int) -> tuple[int, np.ndarray]:
-    """HDBSCAN (scikit-learn; min_samples = min_cluster_size, Euclidean, as the hdbscan package's
-    defaults) on (N, C) vectors: the number of clusters, noise (-1) excluded, and the labels."""
-    from sklearn.cluster import HDBSCAN
+    """The source's call, ``hdbscan.HDBSCAN(min_cluster_size=...)`` (the hdbscan package, its defaults:
+    min_samples = min_cluster_size, Euclidean, excess of mass) on (N, C) vectors: the number of
+    clusters, noise (-1) excluded, and the labels."""
+    import hdbscan
 
-    if len(vectors) < 2 * min_cluster_size:  # two clusters cannot fit
+    if len(vectors) < min_cluster_size:  # no cluster can form
         return 0, np.full(len(vectors), -1)
-    labels = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(np.asarray(vectors, dtype=np.float64))
+    labels = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size).fit_predict(np.asarray(vectors, dtype=np.float64))
     return len(set(labels.tolist()) - {-1}), labels
 
 
@@ -290,14 +291,19 @@ def preservation(masked: np.ndarray, dense: np.ndarray) -> float:
     return float(np.mean(np.abs(masked - dense)) / np.mean(np.abs(dense)))
 
 
-def overlap_stats(a: Tensor, b: Tensor) -> dict[str, float]:
+def overlap_stats(a: Tensor, b: Tensor, eligible: Tensor | None = None) -> dict[str, float]:
     """Overlap of two hard masks of one layer against independence (hypergeometric).
 
-    With N weights, |A| and |B| kept: expected overlap |A||B|/N; p_excess = P(X >= observed) for X
-    hypergeometric (N, |A|, |B|): small when the masks share more weights than chance.
+    With N eligible weights, |A| and |B| kept: expected overlap |A||B|/N; p_excess = P(X >= observed)
+    for X hypergeometric (N, |A|, |B|): small when the masks share more weights than chance.
+    ``eligible`` (a boolean mask like ``a``) is the population a mask could keep: in the unit's own
+    conv only the unit's own filter reaches the unit, so counting the other filters (which neither
+    mask can keep) would shrink the expectation about C-fold.
     """
     from scipy.stats import hypergeom
 
+    if eligible is not None:
+        a, b = a[eligible.bool()], b[eligible.bool()]
     n, ka, kb = a.numel(), int(a.sum()), int(b.sum())
     observed = int((a.bool() & b.bool()).sum())
     expected = ka * kb / n

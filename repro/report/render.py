@@ -229,12 +229,13 @@ def _provenance(results: Iterable[StoredResult]) -> list[tuple[str, str]]:
         values["packages"].add(", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v) or "unknown")
         if p.get("image_id"):
             values["image"].add(str(p["image_id"]))
+        values["warnings"].update(str(w) for w in p.get("warnings") or ())
         if p.get("date"):
             dates.append(str(p["date"]))
         calls.add((p.get("date"), tuple(p.get("seeds_in_call") or (result.seed,))))
     if not calls:
         return []
-    order = ("git commit", "packages", "python", "platform", "device", "image")
+    order = ("git commit", "packages", "python", "platform", "device", "image", "warnings")
     rows = [(label, "; ".join(sorted(values[label]))) for label in order if values.get(label)]
     if dates:
         first, last = min(dates), max(dates)
