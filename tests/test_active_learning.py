@@ -121,6 +121,7 @@ def test_first_per_class_is_balanced_and_ordered():
         {"lerning_rate": 1e-3},  # a typo is refused, not ignored
         {"model": "small_cnn"},  # pretrained defaults to true: small_cnn has no pretrained weights
         {"train_size": 1000, "initial_pool": 500, "query_size": 500, "loops": 3},  # 1,500 > 1,000
+        {"protocol": "clean", "al_start": "pretrained"},  # the clean protocol always starts fresh
     ],
 )
 def test_params_refuse(bad):
@@ -147,6 +148,16 @@ def test_arms_share_start_and_budget(tiny_data):
     assert lc.arrays["queried_counts"].sum(1).tolist() == rnd.arrays["queried_counts"].sum(1).tolist() == [60, 60]
     assert lc.arrays["queried_counts"][0].tolist() != rnd.arrays["queried_counts"][0].tolist()
     assert lc.arrays["tsne"].shape == (60, 2)
+
+
+def test_as_published_from_pretrained_skips_the_baseline_training(tiny_data):
+    """SOURCES 1.2: the executed notebook may have started active learning from the ImageNet weights."""
+    params = {**TINY, "strategy": "least_confidence"}
+    continued = run(ActiveLearningParams(**params), [3], "cpu")[0]
+    fresh = run(ActiveLearningParams(**params, al_start="pretrained"), [3], "cpu")[0]
+    assert continued.metrics["sample_passes"] == 300 + 60 + 120 + 180
+    assert fresh.metrics["sample_passes"] == 60 + 120 + 180  # the rounds alone
+    assert fresh.metrics["round_labelled"] == continued.metrics["round_labelled"]
 
 
 def test_clean_protocol_gives_every_arm_the_baseline_passes(tiny_data):
@@ -282,3 +293,27 @@ def test_figures_draw_from_a_run(tmp_path, tiny_data):
     for name, function in active_learning_plots.FIGURES.items():
         figure = function(claim, done)
         assert isinstance(figure, Figure), name
+
+
+def test_candidates_are_scored_chunk_by_chunk_with_the_same_probabilities(tiny_data, monkeypatch):
+    """Least-confidence scoring keeps only (N, classes): no feature map of every candidate at once."""
+    import repro.experiments.active_learning as AL
+
+    params = ActiveLearningParams(**TINY, strategy="least_confidence")
+    data = AL._prepare(tiny_data, params, torch.device("cpu"))
+    model = AL.build_model(params, data.in_channels, data.set.n_classes, 3)
+    trainer = AL._Trainer(model, data, params, torch.device("cpu"))
+    index = torch.arange(len(data.train_y))
+    whole = trainer.forward(data.train_x[index], source_features=False)["logits"].softmax(1)
+    monkeypatch.setattr(AL, "EVAL_BATCH", 7)  # many small chunks
+    chunked = trainer.probabilities(index)
+    assert chunked.shape == (len(index), data.set.n_classes)
+    torch.testing.assert_close(chunked, whole)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+def test_cuda_smoke(tiny_data):
+    for amp in ("fp16", "bf16"):  # autocast paths, with and without the GradScaler
+        (result,) = run(ActiveLearningParams(**TINY, strategy="least_confidence", amp=amp), [3], "cuda")
+        assert all(math.isfinite(v) for v in result.metrics["round_accuracy"])
+        assert math.isfinite(result.metrics["silhouette_tsne"])

@@ -261,3 +261,14 @@ def test_the_papers_rule_drops_the_highest_loss_model_and_takes_the_majority_of_
     assert got == [ANTIPODAL, ONLY_FEATURE_1, ONLY_FEATURE_1]
     codes[0, :, 2] = torch.tensor([ANTIPODAL] * 4 + [OTHER] * 4 + [ONLY_FEATURE_1] * 2)
     assert majority_without_highest(codes, loss)[0, 2] == OTHER  # no strict majority of the nine
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+def test_cuda_smoke():
+    from repro.experiments.phase import PhaseParams, run
+
+    for restarts in (1, 3):  # both restart rules' paths, on the device
+        results = run(PhaseParams(**TINY, restarts=restarts), [0, 1], "cuda")
+        assert len(results) == 2
+        assert all(math.isfinite(v) for r in results for v in r.metrics["loss"])
+        assert math.isfinite(results[0].metrics["agreement"])

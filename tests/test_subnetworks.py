@@ -318,3 +318,10 @@ def test_overlap_counts_only_weights_that_can_reach_the_unit():
     assert everything["expected"] == pytest.approx(12 * 12 / 144)
     assert filter_only["expected"] == pytest.approx(12 * 12 / 18) and filter_only["observed"] == 6
     assert filter_only["observed"] / filter_only["expected"] < 1 < everything["observed"] / everything["expected"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+def test_cuda_smoke():
+    (result,) = run(SubnetworkParams(**TINY), [3], "cuda")
+    assert result.metrics["n_clusters"] >= 2
+    assert all(math.isfinite(result.metrics[k]) for k in ("kept_fraction", "auroc_own_min", "overlap_ratio"))

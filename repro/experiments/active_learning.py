@@ -13,7 +13,9 @@ Protocols (SOURCES.md section 1.2):
   random images, then ``query_size`` more per round), then add the ``query_size`` unlabelled images
   of least confidence, u = 1 - max softmax (or random ones). t-SNE runs on the flattened layer4
   output; ``cosine_source`` uses the source's extractor, which re-applies block ``layer4[-1]`` and its
-  ``conv2`` after layer4 (a bug of the source, kept here on purpose).
+  ``conv2`` after layer4 (a bug of the source, kept here on purpose). ``al_start = "pretrained"``
+  starts those arms from the initial weights instead (no baseline training first): the notebook's
+  stored output lacks the baseline's lines, so the executed version may have done this.
 - ``clean``: every arm starts fresh from the initial weights with shuffled batches and the same
   number of sample passes, the baseline's ``train_size x epochs``; the active-learning arms spread it
   evenly over their rounds. t-SNE runs on the 512-d pooled features the classifier reads.
@@ -82,6 +84,12 @@ class ActiveLearningParams(BaseModel):
     pretrained: bool = Field(True, description="resnet18: start from torchvision's ImageNet IMAGENET1K_V1 weights.")
     strategy: Literal["baseline", "least_confidence", "random"] = "baseline"
     protocol: Literal["as_published", "clean"] = "as_published"
+    al_start: Literal["baseline", "pretrained"] = Field(
+        "baseline",
+        description="as_published active-learning and random arms: continue from the trained baseline's model and "
+        "Adam state (the notebook's code), or start from the initial (pretrained) weights, as the notebook's "
+        "stored output suggests was executed (SOURCES 1.2). The clean protocol always starts fresh.",
+    )
     train_size: int | None = Field(None, ge=10, description="The first train_size/classes of each class; None: all.")
     metric_test_size: int | None = Field(None, ge=10, description="Test images the feature metrics use; all if None.")
     initial_pool: int = Field(5000, ge=1)
@@ -98,6 +106,8 @@ class ActiveLearningParams(BaseModel):
     def _consistent(self) -> ActiveLearningParams:
         if self.model == "small_cnn" and self.pretrained:
             raise ValueError("small_cnn has no pretrained weights: set pretrained = false")
+        if self.al_start != "baseline" and self.protocol != "as_published":
+            raise ValueError("al_start chooses the as_published arms' start; the clean protocol always starts fresh")
         needed = self.initial_pool + (self.loops - 1) * self.query_size
         if self.train_size is not None and needed > self.train_size:
             raise ValueError(f"initial_pool + (loops - 1) x query_size = {needed} exceeds train_size {self.train_size}")
@@ -352,6 +362,21 @@ class _Trainer:
                     out["source"].append(torch.flatten(layer.conv2(layer(fmap)), 1).float())
         return {k: torch.cat(v) for k, v in out.items() if v}
 
+    def probabilities(self, index: Tensor) -> Tensor:
+        """Softmax of the train images ``index``, chunk by chunk: only (N, classes) is ever kept.
+
+        Scoring ~90k Tiny ImageNet candidates through :meth:`forward` would gather their images and
+        their 25,088-d layer4 maps at once (~9 GB); here each chunk's images are gathered, scored and
+        dropped.
+        """
+        self.model.eval()
+        out = []
+        for start in range(0, len(index), EVAL_BATCH):
+            with self.autocast():
+                images = self.data.inputs(self.data.train_x[index[start : start + EVAL_BATCH]])
+                out.append(self.model(images).float().softmax(1))
+        return torch.cat(out) if out else torch.zeros(0, self.data.set.n_classes, device=index.device)
+
 
 def _round_metrics(trainer: _Trainer, data: _Data) -> dict[str, float]:
     feats = trainer.forward(data.test_x[data.metric_index])
@@ -393,7 +418,7 @@ def _one_seed(params: ActiveLearningParams, data: _Data, seed: int, device: torc
     everything = torch.arange(n, device=device)
     rounds: list[dict[str, float]] = []
     queried = np.zeros((max(params.loops - 1, 0), n_classes), dtype=np.int32)
-    if params.protocol == "as_published" or params.strategy == "baseline":
+    if params.strategy == "baseline" or (params.protocol == "as_published" and params.al_start == "baseline"):
         shuffle = params.protocol == "clean"  # the source's baseline loader: shuffle=False
         trainer.train(everything, n * params.epochs, shuffle, order)
         labelled = everything
@@ -419,7 +444,7 @@ def _one_seed(params: ActiveLearningParams, data: _Data, seed: int, device: torc
             candidates = everything[~is_labelled]
             probs = None
             if params.strategy == "least_confidence":
-                probs = trainer.forward(data.train_x[candidates], source_features=False)["logits"].softmax(1)
+                probs = trainer.probabilities(candidates)
             chosen = candidates[select_queries(params.strategy, probs, len(candidates), params.query_size,
                                                query_gen).to(device)]  # fmt: skip
             is_labelled[chosen] = True
