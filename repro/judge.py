@@ -26,12 +26,7 @@ __all__ = ["correct", "family_members", "family_of", "judge", "judge_all"]
 
 def family_of(claim: Claim, claim_set: ClaimSet) -> str | None:
     """The claim's multiple-comparison family, or None for a control (judged alone)."""
-    if claim.control:
-        return None
-    if claim.family:
-        return claim.family
-    file = claim_set.files.get(claim.id)
-    return f"{file.stem if file is not None else 'claims'}.{claim.source}"
+    return claim_set.family(claim)
 
 
 def family_members(claim: Claim, claim_set: ClaimSet, scale: str) -> list[Claim]:

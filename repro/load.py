@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from repro import registry
-from repro.claim import SCALES, Claim, Source
+from repro.claim import SCALES, Claim, Proportion, Source, min_seeds
 from repro.errors import ClaimFileError, UnknownClaimError, UnknownExperimentError
 
 __all__ = ["ClaimSet", "load_claims", "resolve_params", "with_default_method"]
@@ -57,6 +57,22 @@ class ClaimSet:
                 raise UnknownClaimError(f"no claim matches '{wanted}' (try `repro list`)")
             chosen.extend(m for m in matches if m not in chosen)
         return chosen
+
+    def family(self, claim: Claim) -> str | None:
+        """The claim's Holm family: its ``family``, or '<claims file name>.<source>'; None for a control."""
+        if claim.control:
+            return None
+        if claim.family:
+            return claim.family
+        file = self.files.get(claim.id)
+        return f"{file.stem if file is not None else 'claims'}.{claim.source}"
+
+    def family_size(self, claim: Claim, scale: str) -> int:
+        """Claims corrected together with ``claim`` at ``scale`` (1 for a control or a skipped scale)."""
+        family = self.family(claim)
+        if family is None or claim.skipped(scale):
+            return 1
+        return sum(1 for c in self.claims if not c.skipped(scale) and self.family(c) == family)
 
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -352,4 +368,42 @@ def load_claims(path: str | Path) -> ClaimSet:
 
     if problems:
         raise ClaimFileError(problems)
-    return ClaimSet(claims=tuple(claims), sources=sources, files=files)
+    claim_set = ClaimSet(claims=tuple(claims), sources=sources, files=files)
+    problems = [f"{files[c.id]}: claim '{c.id}': {p}" for c in claim_set for p in _family_floor(claim_set, c)]
+    if problems:
+        raise ClaimFileError(problems)
+    return claim_set
+
+
+def _family_floor(claim_set: ClaimSet, claim: Claim) -> list[str]:
+    """Seeds too few for the claim ever to decide within its family.
+
+    Holm's first step compares the smallest p of a family of m claims with alpha / m, and a claim
+    whose seeds cannot reach that could never be decided whatever its family's results: the same
+    rule as :func:`repro.claim.min_seeds`, at alpha / m (for a binomial claim on one value per seed,
+    min_fraction ** seeds < alpha / m).
+    """
+    problems = []
+    alpha = claim.assertion.alpha
+    for scale in SCALES:
+        m = claim_set.family_size(claim, scale)
+        if m == 1 or claim.skipped(scale):
+            continue
+        n, needed = claim.n_seeds(scale), min_seeds(alpha / m)
+        family = claim_set.family(claim)
+        if n < needed:
+            problems.append(
+                f"field 'seeds': {n} seeds at scale {scale} cannot decide within family '{family}' ({m} claims): "
+                f"Holm's first step tests at alpha / {m} = {alpha / m:.3g}, which needs at least {needed} seeds "
+                "(0.5**seeds below it); raise the seeds or declare a smaller family"
+            )
+        elif isinstance(claim.assertion, Proportion) and claim.at is not None:
+            p0 = claim.assertion.min_fraction
+            if p0**n >= alpha / m:
+                needed = next(k for k in range(n, 100_000) if p0**k < alpha / m)
+                problems.append(
+                    f"field 'seeds': {n} seeds at scale {scale} cannot decide within family '{family}' ({m} claims): "
+                    f"min_fraction**seeds = {p0**n:.3g} is not below alpha / {m} = {alpha / m:.3g}, which needs at "
+                    f"least {needed} seeds"
+                )
+    return problems

@@ -19,8 +19,8 @@ from repro.store import Store
 
 from .helpers import write_claims
 
-# Three sign-test claims whose 7 seeds all lie beyond the threshold: raw p = 0.5**7 = 0.0078 each.
-# Alone each is reproduced; as a family of three Holm multiplies the smallest by 3 (0.023), so none is.
+# Three sign-test claims whose 9 seeds (the fewest that can decide at 0.01 / 3) all lie beyond the
+# threshold: raw p = 0.5**9 = 0.00195 each, Holm-adjusted 3 x 0.00195 = 0.0059.
 CLAIM = """
 [[claim]]
 id = "fam.c{i}"
@@ -29,12 +29,12 @@ statement = "Draws with mean 3 have a median above 0"
 evidence = "By construction"
 experiment = "calibration.normal"
 metric = "value"
-seeds = 7
+seeds = 9
 assertion = {{ test = "greater", threshold = 0.0, method = "sign" }}
 params = {{ mean = 3.0, sd = 0.5, stream = {i} }}
 {extra}
 [claim.scales.ci]
-seeds = 7
+seeds = 9
 """
 
 
@@ -65,11 +65,27 @@ def test_holm_decides_and_raw_p_stays_beside_it(tmp_path):
     runs = judge_all(list(claim_set), "ci", store, claim_set)
     for run in runs:
         v = run.verdict
-        assert v.p_value == pytest.approx(0.5**7) and v.p_adjusted == pytest.approx(3 * 0.5**7)
-        assert (v.family, v.family_size, v.outcome) == ("fam.test", 3, "inconclusive")
-        assert "Holm" in v.message and "raw p=0.0078" in v.message
-    alone = stats.decide(claim_set.claims[0].assertion, {"main": np.full(7, 3.0)})
-    assert alone.outcome == "reproduced"  # the same evidence, judged alone
+        assert v.p_value == pytest.approx(0.5**9) and v.p_adjusted == pytest.approx(3 * 0.5**9)
+        assert (v.family, v.family_size, v.outcome) == ("fam.test", 3, "reproduced")
+        assert "Holm" in v.message and "raw p=0.00195" in v.message
+
+
+def test_holm_can_leave_a_raw_reproduction_inconclusive(tmp_path):
+    """10 of 11 seeds beyond: raw p = 12/2048 = 0.0059 reproduces alone; beside two members that show
+    nothing it is the family's smallest p, and Holm's first step multiplies it by 3 (0.0176)."""
+    from repro.judge import correct
+    from repro.runner import ClaimRun
+
+    body = "".join(CLAIM.format(i=i, extra="").replace("seeds = 9", "seeds = 11") for i in range(3))
+    claim_set = load_claims(write_claims(tmp_path / "c", body, name="fam.toml"))
+    data = [np.r_[np.full(10, 3.0), -1.0], np.full(11, -1.0), np.full(11, -1.0)]
+    runs = [
+        ClaimRun(c, "ci", stats.decide(c.assertion, {"main": x}), list(range(11)))
+        for c, x in zip(claim_set, data, strict=True)
+    ]
+    assert runs[0].verdict.outcome == "reproduced" and runs[0].verdict.p_value == pytest.approx(12 / 2048)
+    corrected = correct(runs, claim_set, "ci")[0].verdict
+    assert corrected.outcome == "inconclusive" and corrected.p_adjusted == pytest.approx(3 * 12 / 2048)
 
 
 def test_the_opposite_p_is_corrected_too(tmp_path):
@@ -77,14 +93,14 @@ def test_the_opposite_p_is_corrected_too(tmp_path):
     claim_set, store = load_claims(write_claims(tmp_path / "c", body, name="fam.toml")), Store(tmp_path / "s")
     _fill(claim_set, store)
     v = judge(claim_set.claims[0], "ci", store, claim_set).verdict
-    assert v.p_opposite_adjusted == pytest.approx(3 * 0.5**7) and v.outcome == "inconclusive"
+    assert v.p_opposite_adjusted == pytest.approx(3 * 0.5**9) and v.outcome == "not_reproduced"
 
 
 def test_a_member_without_results_counts_as_p_one_never_helping_the_others(tmp_path):
     claim_set, store = _claims(tmp_path), Store(tmp_path / "s")
     _fill(claim_set, store, ids={"fam.c0"})
     v = judge(claim_set.get("fam.c0"), "ci", store, claim_set).verdict
-    assert v.family_size == 3 and v.p_adjusted == pytest.approx(3 * 0.5**7)  # Holm with 1, 1: the first step
+    assert v.family_size == 3 and v.p_adjusted == pytest.approx(3 * 0.5**9)  # Holm with 1, 1: the first step
     unrun = judge(claim_set.get("fam.c1"), "ci", store, claim_set).verdict
     assert unrun.outcome == "error" and unrun.p_adjusted is None
 
@@ -94,12 +110,11 @@ def test_a_control_is_decided_by_its_raw_p(tmp_path):
     _fill(claim_set, store)
     v = judge(claim_set.get("fam.c0"), "ci", store, claim_set).verdict
     assert (v.outcome, v.family, v.p_adjusted) == ("reproduced", None, None)
-    # The two others are a family of two: 2 * 0.0078 = 0.0156 is not below 0.01.
-    assert judge(claim_set.get("fam.c1"), "ci", store, claim_set).verdict.family_size == 2
+    assert judge(claim_set.get("fam.c1"), "ci", store, claim_set).verdict.family_size == 2  # the other two
 
 
 def test_pytest_item_computes_the_family_before_judging(tmp_path, monkeypatch):
-    pytester_claims = _claims(tmp_path, {0: 'expect = "inconclusive"\nfinding = "Holm over three"'})
+    pytester_claims = _claims(tmp_path)
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
     import subprocess
     import sys
@@ -111,7 +126,7 @@ def test_pytest_item_computes_the_family_before_judging(tmp_path, monkeypatch):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
-    assert len(list((tmp_path / "home").rglob("*.json"))) >= 3 * 7  # the whole family's results
+    assert len(list((tmp_path / "home").rglob("*.json"))) >= 3 * 9  # the whole family's results
 
 
 # -- plan -------------------------------------------------------------------------------------------
@@ -154,7 +169,10 @@ def test_no_plan_without_a_smallest_effect_or_a_spread():
 
 
 def test_an_inconclusive_verdict_reports_the_planning_figure_not_observed_power(tmp_path):
-    claim_set = _claims(tmp_path, {i: "smallest_effect = 1.0" for i in range(3)})
+    body = "".join(
+        CLAIM.format(i=i, extra="smallest_effect = 1.0").replace("mean = 3.0", "mean = 0.0") for i in range(3)
+    )
+    claim_set = load_claims(write_claims(tmp_path / "c", body, name="fam.toml"))
     store = Store(tmp_path / "s")
     _fill(claim_set, store)
     v = judge(claim_set.claims[0], "ci", store, claim_set).verdict
@@ -178,3 +196,22 @@ def test_plan_command_prints_seeds_per_claim_from_the_store(tmp_path, monkeypatc
     after = CliRunner().invoke(app, ["plan", "--claims", path])
     assert after.exit_code == 0, after.output
     assert after.output.count("fam.c") == 3 and "0.01 / 3" in after.output and "exact sign-test power" in after.output
+
+
+def test_a_family_whose_seeds_cannot_reach_holms_first_step_is_refused_at_load(tmp_path):
+    """Three sign-test claims at 7 seeds: 0.5**7 = 0.0078 is not below 0.01 / 3, so none could ever decide."""
+    from repro.errors import ClaimFileError
+
+    body = "".join(CLAIM.format(i=i, extra="").replace("seeds = 9", "seeds = 7") for i in range(3))
+    with pytest.raises(
+        ClaimFileError, match=r"7 seeds at scale ci cannot decide within family 'fam.test' \(3 claims\)"
+    ):
+        load_claims(write_claims(tmp_path / "a", body, name="fam.toml"))
+    raised = body.replace("seeds = 7", "seeds = 9")  # 0.5**9 = 0.002 < 0.0033
+    assert len(load_claims(write_claims(tmp_path / "b", raised, name="fam.toml"))) == 3
+    controls = (
+        body.replace("stream = 0 }", "stream = 0 }\ncontrol = true")
+        .replace("stream = 1 }", "stream = 1 }\ncontrol = true")
+        .replace("stream = 2 }", "stream = 2 }\ncontrol = true")
+    )
+    assert len(load_claims(write_claims(tmp_path / "c", controls, name="fam.toml"))) == 3

@@ -63,11 +63,11 @@ statement = "Values rise along x when the slope is 1"
 evidence = "By construction"
 experiment = "calibration.normal"
 metric = "value"
-seeds = 8
+seeds = 9
 assertion = { test = "trend", direction = "increasing", alpha = 0.01 }
 params = { slope = 1.0, sd = 0.5, sweep = [0.0, 1.0, 2.0, 3.0, 4.0] }
 [claim.scales.ci]
-seeds = 8
+seeds = 9
 
 [[claim]]
 id = "browser.tms"
@@ -76,12 +76,12 @@ statement = "A tiny ReLU toy model represents at least one feature"
 evidence = "Any trained model does"
 experiment = "tms.train"
 metric = "n_represented"
-seeds = 3
+seeds = 5
 assertion = { test = "greater", threshold = 0.5, alpha = 0.2 }
 at = 0.1
 params = { n_features = 5, n_hidden = 2, feature_probability = [1.0, 0.3, 0.1, 0.03], steps = 40, batch = 64 }
 [claim.scales.ci]
-seeds = 3
+seeds = 5
 
 [[claim]]
 id = "browser.never-run"
@@ -90,10 +90,10 @@ statement = "A claim nothing has run yet"
 evidence = "None"
 experiment = "calibration.normal"
 metric = "value"
-seeds = 7
+seeds = 9
 assertion = { test = "less", threshold = 0.0 }
 [claim.scales.ci]
-seeds = 7
+seeds = 9
 """
 
 
