@@ -119,12 +119,17 @@ def show(claim_id: str, claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
         "assertion": claim.assertion.model_dump(),
         "expect": claim.expect,
         "finding": claim.finding,
+        "family": claim_set.family(claim),
+        "control": claim.control,
+        "smallest_effect": claim.smallest_effect,
+        "changed": [change.model_dump(mode="json") for change in claim.changed],
         "scales": {},
     }
     for scale in ("ci", "full"):
         resolved["scales"][scale] = {
             "expect": None if claim.skipped(scale) else claim.expected(scale),
             "skip": claim.skipped(scale),
+            "family_size": claim_set.family_size(claim, scale),
             "seeds": replicate_seeds(claim.seed, claim.n_seeds(scale)),
             "params": {arm: resolve_params(claim, scale, arm).model_dump(mode="json") for arm in claim.arm_names()},
         }

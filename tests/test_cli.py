@@ -25,6 +25,10 @@ def test_show_resolves_params_and_seeds():
     shown = json.loads(result.output)
     assert shown["scales"]["ci"]["params"]["main"]["slope"] == 1.0
     assert len(shown["scales"]["ci"]["seeds"]) == 8 and len(shown["scales"]["full"]["seeds"]) == 10
+    assert (shown["family"], shown["control"], shown["scales"]["ci"]["family_size"]) == (None, True, 1)
+    tms = json.loads(runner.invoke(app, ["show", "tms.relu.sparse-all-superposed"]).output)
+    assert tms["family"] == "tms.zroe1" and tms["scales"]["ci"]["family_size"] == 5
+    assert any("zroe1's" in change["what"] for change in tms["changed"])
 
 
 def test_schema_is_json_with_every_experiment():
