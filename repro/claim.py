@@ -46,6 +46,7 @@ __all__ = [
     "Scale",
     "Source",
     "Trend",
+    "binomial_min_seeds",
     "min_seeds",
 ]
 
@@ -70,6 +71,13 @@ def min_seeds(alpha: float) -> int:
     would decide on their assumptions alone, so no kind decides on fewer seeds.
     """
     return math.floor(-math.log2(alpha) + 1e-12) + 1
+
+
+def binomial_min_seeds(min_fraction: float, alpha: float) -> int:
+    """Fewest seeds whose exact binomial test over seeds can reach alpha: min_fraction**n < alpha."""
+    if min_fraction == 0.0:
+        return 1
+    return max(1, math.floor(math.log(alpha) / math.log(min_fraction) + 1e-12) + 1)
 
 
 class _Strict(BaseModel):
@@ -309,7 +317,7 @@ class Claim(_Strict):
                 )
             if isinstance(self.assertion, Proportion) and self.at is not None:  # one value per seed
                 p0, n = self.assertion.min_fraction, self.n_seeds(scale)
-                if p0**n >= self.assertion.alpha:
+                if n < binomial_min_seeds(p0, self.assertion.alpha):
                     raise ValueError(
                         f"{n} seeds at scale {scale} cannot decide: the exact binomial test's smallest p is "
                         f"min_fraction**seeds = {p0**n:.3g}, not below alpha {self.assertion.alpha:g}"

@@ -447,7 +447,7 @@ def plan(
         if not run_.complete and scale == "full":  # a pilot: the ci scale's spread
             run_ = evaluate(claim, "ci", store)
         values, sweep = observations(claim, run_.results) if run_.complete else (None, None)
-        size = 1 if claim.control else len(family_members(claim, claim_set, scale))
+        size = claim_set.family_size(claim, scale)
         p = plan_claim(claim, values, sweep, size)
         table.add_row(
             claim.id, p.test, f"{p.alpha:g} / {size} = {p.planning_alpha:.2g}",

@@ -12,6 +12,7 @@ Judging reads only the store and runs nothing; :mod:`repro.runner` computes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -21,51 +22,56 @@ from repro.load import ClaimSet
 from repro.runner import ClaimRun, evaluate
 from repro.store import Store
 
-__all__ = ["correct", "family_members", "family_of", "judge", "judge_all"]
+__all__ = ["correct", "family_members", "judge", "judge_all"]
 
 
-def family_of(claim: Claim, claim_set: ClaimSet) -> str | None:
-    """The claim's multiple-comparison family, or None for a control (judged alone)."""
-    return claim_set.family(claim)
+def _families(claim_set: ClaimSet, scale: str) -> dict[str, list[Claim]]:
+    """Every family at ``scale``: the claims not skipped there and not controls, in file order."""
+    families: dict[str, list[Claim]] = defaultdict(list)
+    for claim in claim_set:
+        family = claim_set.family(claim)
+        if family is not None and not claim.skipped(scale):
+            families[family].append(claim)
+    return families
 
 
 def family_members(claim: Claim, claim_set: ClaimSet, scale: str) -> list[Claim]:
     """The claims tested together with ``claim`` at this scale (itself included), in file order."""
-    family = family_of(claim, claim_set)
+    family = claim_set.family(claim)
     if family is None or claim.skipped(scale):
         return [claim]
-    return [c for c in claim_set if not c.skipped(scale) and family_of(c, claim_set) == family]
+    return _families(claim_set, scale)[family]
 
 
 def correct(runs: Sequence[ClaimRun], claim_set: ClaimSet, scale: str) -> list[ClaimRun]:
-    """Holm within each family; members absent from ``runs`` or without a p count as p = 1."""
+    """Holm within each family; members absent from ``runs`` or without a p count as p = 1.
+
+    An inconclusive verdict then reports its planning figure where the claim declares a smallest_effect.
+    """
     by_id = {run.claim.id: run for run in runs}
-    families: dict[str, list[Claim]] = defaultdict(list)
-    for claim in claim_set:
-        family = family_of(claim, claim_set)
-        if family is not None and not claim.skipped(scale):
-            families[family].append(claim)
+    holm: dict[str, tuple[float, float, str, int]] = {}  # claim id -> (p, opposite p, family, size)
+    for family, members in _families(claim_set, scale).items():
+        ids = [c.id for c in members]
+        p = stats.holm([_p(by_id.get(i), "p_value") for i in ids])
+        p_opp = stats.holm([_p(by_id.get(i), "p_opposite") for i in ids])
+        holm.update((i, (p[k], p_opp[k], family, len(ids))) for k, i in enumerate(ids))
     out = []
     for run in runs:
-        family = family_of(run.claim, claim_set)
-        v = run.verdict
-        if family is None or run.skipped or v.p_value is None or v.p_opposite is None:
-            out.append(_with_plan(run, 1))
-            continue
-        members = families[family]
-        p = [_p(by_id.get(c.id), "p_value") for c in members]
-        p_opp = [_p(by_id.get(c.id), "p_opposite") for c in members]
-        i = [c.id for c in members].index(run.claim.id)
-        adjusted, adjusted_opp = stats.holm(p)[i], stats.holm(p_opp)[i]
-        corrected = stats.adjust(v, p_adjusted=adjusted, p_opposite_adjusted=adjusted_opp, family=family,
-                                 family_size=len(members), shortfall=_plan_figure(run, len(members)))  # fmt: skip
-        out.append(ClaimRun(run.claim, run.scale, corrected, run.seeds, run.results, run.computed, run.wall_s))
+        verdict, size = run.verdict, 1
+        if run.claim.id in holm:
+            p, p_opp, family, size = holm[run.claim.id]
+            verdict = stats.adjust(verdict, p_adjusted=p, p_opposite_adjusted=p_opp, family=family, family_size=size)
+        figure = _plan_figure(run, size) if verdict.outcome == "inconclusive" else None
+        if figure is not None:
+            message = verdict.message.replace(verdict.shortfall, figure) if verdict.shortfall else verdict.message
+            verdict = verdict.model_copy(update={"shortfall": figure, "message": message})
+        out.append(dataclasses.replace(run, verdict=verdict))
     return out
 
 
 def _plan_figure(run: ClaimRun, family_size: int) -> str | None:
     """The planning figure an inconclusive verdict reports (never observed power), where one exists."""
-    if run.claim.smallest_effect is None or run.verdict.outcome == "error" or not run.complete:
+    if run.claim.smallest_effect is None or not run.complete:
         return None
     from repro.plan import plan_claim
     from repro.runner import observations
@@ -75,16 +81,6 @@ def _plan_figure(run: ClaimRun, family_size: int) -> str | None:
     if plan.seeds.get(0.8) is None:
         return None
     return f"{plan.figure()}, against {run.verdict.units} now"
-
-
-def _with_plan(run: ClaimRun, family_size: int) -> ClaimRun:
-    figure = None if run.verdict.outcome != "inconclusive" else _plan_figure(run, family_size)
-    if figure is None:
-        return run
-    v = run.verdict
-    message = v.message.replace(v.shortfall, figure) if v.shortfall else v.message
-    verdict = v.model_copy(update={"shortfall": figure, "message": message})
-    return ClaimRun(run.claim, run.scale, verdict, run.seeds, run.results, run.computed, run.wall_s)
 
 
 def _p(run: ClaimRun | None, name: str) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from repro import registry
-from repro.claim import SCALES, Claim, Proportion, Source, min_seeds
+from repro.claim import SCALES, Claim, Proportion, Source, binomial_min_seeds, min_seeds
 from repro.errors import ClaimFileError, UnknownClaimError, UnknownExperimentError
 
 __all__ = ["ClaimSet", "load_claims", "resolve_params", "with_default_method"]
@@ -399,8 +399,8 @@ def _family_floor(claim_set: ClaimSet, claim: Claim) -> list[str]:
             )
         elif isinstance(claim.assertion, Proportion) and claim.at is not None:
             p0 = claim.assertion.min_fraction
-            if p0**n >= alpha / m:
-                needed = next(k for k in range(n, 100_000) if p0**k < alpha / m)
+            needed = binomial_min_seeds(p0, alpha / m)
+            if n < needed:
                 problems.append(
                     f"field 'seeds': {n} seeds at scale {scale} cannot decide within family '{family}' ({m} claims): "
                     f"min_fraction**seeds = {p0**n:.3g} is not below alpha / {m} = {alpha / m:.3g}, which needs at "

@@ -3,8 +3,9 @@
 Each claim gives two items, ``<id>[ci]`` and ``<id>[full]``. ``[full]`` carries the ``gpu`` marker
 and skips with its reason where CUDA is absent, so ``pytest claims/ -m gpu`` is the full-scale
 reproduction on a GPU box and ``pytest claims/ -m "not gpu"`` is what CI runs. An item passes when
-its verdict, decided within the claim's Holm family (:mod:`repro.judge`; the item computes the
-family's results first), equals the claim's ``expect`` at that scale; results go to the same store as
+its verdict, decided within the claim's Holm family (:mod:`repro.judge`; a family's first item
+computes and judges the whole family, its later items read that), equals the claim's ``expect``
+at that scale; results go to the same store as
 ``repro run`` (``.repro/`` here, or ``$REPRO_HOME``), so a second session is a cache hit.
 
 ``pytest claims/ -n auto`` (pytest-xdist) shares that store between the workers: the store's file
@@ -92,7 +93,7 @@ class ClaimItem(pytest.Item):
     def runtest(self) -> None:
         import torch
 
-        from repro.judge import family_members, judge
+        from repro.judge import family_members, judge_all
         from repro.runner import ClaimRun, compute
         from repro.store import Store
 
@@ -100,17 +101,18 @@ class ClaimItem(pytest.Item):
             pytest.skip(f"not run at {self.scale} scale: {self.claim.skipped(self.scale)}")
         if self.scale == "full" and not torch.cuda.is_available():
             pytest.skip("full scale is the source's own setting and runs on a GPU; torch sees no CUDA device")
-        store, device = Store.default(), _device()
-        # The verdict is decided within the claim's family (Holm), so the family's results come first;
-        # the store makes every later item of the family a cache hit.
-        done = compute(self.claim, self.scale, store=store, device=device)
-        for member in family_members(self.claim, self.claim_set, self.scale):
-            if member.id != self.claim.id:
-                compute(member, self.scale, store=store, device=device)
-        if done.error:
-            result = ClaimRun.failed(self.claim, self.scale, done.error)
-        else:
-            result = judge(self.claim, self.scale, store, self.claim_set)
+        # The verdict is decided within the claim's family (Holm): the family's first item computes
+        # every member and judges them once; the family's later items read that judgement.
+        judged: dict[tuple[str, str], dict[str, ClaimRun]] = self.parent.__dict__.setdefault("_judged", {})
+        key = (self.claim_set.family(self.claim) or self.claim.id, self.scale)
+        if key not in judged:
+            store, device = Store.default(), _device()
+            members = family_members(self.claim, self.claim_set, self.scale)
+            errors = {m.id: compute(m, self.scale, store=store, device=device).error for m in members}
+            runs = judge_all(members, self.scale, store, self.claim_set)
+            failed = {m.id: ClaimRun.failed(m, self.scale, errors[m.id]) for m in members if errors[m.id]}
+            judged[key] = {run.claim.id: failed.get(run.claim.id, run) for run in runs}
+        result = judged[key][self.claim.id]
         self.user_properties.append(("verdict", result.verdict.outcome))
         if not result.as_expected:
             raise ClaimMismatch(result.failure_text())

@@ -179,7 +179,7 @@ def _location(a: Greater | Less, values: Mapping[str, np.ndarray], sweep: Any) -
             ci=(low, high, "exact Walsh-average (Hodges-Lehmann)"), p=p, p_opp=p_opp, n=n, threshold=thr,
             claim=f"the seeds lie symmetrically about a point {word} {thr:g}",
         )  # fmt: skip
-    return _sign_verdict(a, x, sign, thr, f"median {word} {thr:g}", estimate_name="median")
+    return _sign_verdict(a, x, sign, thr, f"median {word} {thr:g}")
 
 
 def _one_sided(t: float, df: float, sign: int) -> tuple[float, float]:
@@ -189,7 +189,7 @@ def _one_sided(t: float, df: float, sign: int) -> tuple[float, float]:
     return (upper, lower) if sign > 0 else (lower, upper)
 
 
-def _sign_verdict(a: Any, x: np.ndarray, sign: int, thr: float, claim: str, *, estimate_name: str,
+def _sign_verdict(a: Any, x: np.ndarray, sign: int, thr: float, claim: str, *,
                   test: str = _SIGN) -> Verdict:  # fmt: skip
     """The exact sign test of "more than half the seeds lie strictly beyond thr" (ties count against)."""
     k, n = int(np.sum(sign * (x - thr) > 0)), x.size
@@ -217,7 +217,7 @@ def _proportion(a: Proportion, values: Mapping[str, np.ndarray], sweep: Any) -> 
         fractions = hits.mean(axis=1)  # (n_seeds,)
         return _sign_verdict(
             a, fractions, 1, p0, f"more than half the seeds have more than {p0:g} of their cells with value {op} {v:g}",
-            estimate_name="median per-seed fraction", test=_SIGN + " on per-seed fractions of cells",
+            test=_SIGN + " on per-seed fractions of cells",
         )  # fmt: skip
     k, n = int(hits.sum()), x.size
     p, p_opp, low, high = _binomial(k, n, p0, a.alpha)
@@ -258,7 +258,7 @@ def _trend(a: Trend, values: Mapping[str, np.ndarray], sweep: np.ndarray | None)
     rho = np.round(rho, 12)  # a rho of exactly min_rho must tie with it, not miss it by rounding
     return _sign_verdict(
         a, rho, 1, a.min_rho, f"{a.direction} trend: median per-seed Spearman rho above {a.min_rho:g}",
-        estimate_name="median rho", test=_SIGN + " on per-seed Spearman rho",
+        test=_SIGN + " on per-seed Spearman rho",
     )  # fmt: skip
 
 
@@ -274,7 +274,7 @@ def _difference(a: Difference, values: Mapping[str, np.ndarray], sweep: Any) -> 
         d = x - y  # (n_seeds,)
         _need(d.size, 2, "seeds")
         if method == "sign":
-            return _sign_verdict(a, d, sign, m, f"median {a.a} - {a.b} {word} {m:g}", estimate_name="median")
+            return _sign_verdict(a, d, sign, m, f"median {a.a} - {a.b} {word} {m:g}")
         if np.all(d == d[0]):
             return _constant(a, float(d[0]), sign * (d[0] - m) > 0, d.size, m, f"every seed's difference ({claim})")
         paired_t = stats.ttest_1samp(d, m)  # the same test as ttest_rel(x - m, y), with its interval
@@ -481,8 +481,8 @@ def _constant(a: Any, c: float, holds: bool, n: int, threshold: float, claim: st
     )  # fmt: skip
 
 
-def _message(outcome: str, claim: str, p: float, p_opp: float, alpha: float, n: int, units: int,
-             adjusted: bool, shortfall: str) -> str:  # fmt: skip
+def _message(outcome: str, claim: str, p: float, p_opp: float, alpha: float, n: int, adjusted: bool,
+             shortfall: str) -> str:  # fmt: skip
     which = "Holm-adjusted " if adjusted else ""
     if outcome == "reproduced":
         reason = f"'{claim}' is shown: {which}one-sided p={p:.3g} < alpha={alpha:g} (n={n})"
@@ -523,24 +523,22 @@ def _judge(a: Any, *, test: str, estimate: float, ci: tuple[float, float, str], 
         outcome=outcome, test=test, estimate=float(estimate), ci_low=float(ci[0]), ci_high=float(ci[1]),
         ci_level=1 - 2 * a.alpha, ci_method=ci[2], p_value=float(p), p_opposite=float(p_opp), alpha=a.alpha,
         n=n, units=units, threshold=float(threshold), tested=claim, shortfall=shortfall,
-        message=_message(outcome, claim, p, p_opp, a.alpha, n, units, False, shortfall),
+        message=_message(outcome, claim, p, p_opp, a.alpha, n, False, shortfall),
     )  # fmt: skip
 
 
 def adjust(verdict: Verdict, *, p_adjusted: float, p_opposite_adjusted: float, family: str, family_size: int,
-           units: int | None = None, shortfall: str | None = None) -> Verdict:  # fmt: skip
-    """The verdict re-decided by its family's Holm-adjusted p-values (raw p kept beside them)."""
+           shortfall: str | None = None) -> Verdict:  # fmt: skip
+    """The verdict re-decided by its family's Holm-adjusted p-values (raw p kept beside them).
+
+    The same rule as the raw verdict, on the verdict's own ``units``: too few seeds stay inconclusive.
+    """
     if verdict.outcome == "error" or verdict.p_value is None:
         return verdict
-    units = verdict.units if units is None else units
-    if verdict.outcome == "inconclusive" and _outcome(verdict.p_value, verdict.p_opposite, verdict.alpha, 10**9) != (
-        "inconclusive"
-    ):
-        units = 0  # decided inconclusive for too few seeds: adjusting cannot change that
-    outcome = _outcome(p_adjusted, p_opposite_adjusted, verdict.alpha, units)
+    outcome = _outcome(p_adjusted, p_opposite_adjusted, verdict.alpha, verdict.units)
     shortfall = verdict.shortfall if shortfall is None else shortfall
-    message = _message(outcome, verdict.tested, p_adjusted, p_opposite_adjusted, verdict.alpha, verdict.n, units,
-                       True, shortfall)  # fmt: skip
+    message = _message(outcome, verdict.tested, p_adjusted, p_opposite_adjusted, verdict.alpha, verdict.n, True,
+                       shortfall)  # fmt: skip
     message = message.rstrip(".") + f" (raw p={verdict.p_value:.3g}; Holm over the {family_size} claims of '{family}')."
     return verdict.model_copy(update={
         "outcome": outcome, "p_adjusted": float(p_adjusted), "p_opposite_adjusted": float(p_opposite_adjusted),

@@ -11,7 +11,7 @@ from statsmodels.stats.power import TTestPower
 
 from repro import stats
 from repro.claim import Claim
-from repro.judge import family_members, family_of, judge, judge_all
+from repro.judge import family_members, judge, judge_all
 from repro.load import load_claims
 from repro.plan import plan_claim
 from repro.runner import compute
@@ -53,9 +53,9 @@ def _fill(claim_set, store, ids=None):
 def test_default_family_is_one_source_in_one_file_and_controls_stand_alone(tmp_path):
     claim_set = _claims(tmp_path, {1: "control = true", 2: 'family = "other"'})
     c0, c1, c2 = claim_set
-    assert family_of(c0, claim_set) == "fam.test"
-    assert family_of(c1, claim_set) is None and family_members(c1, claim_set, "ci") == [c1]
-    assert family_of(c2, claim_set) == "other"
+    assert claim_set.family(c0) == "fam.test"
+    assert claim_set.family(c1) is None and family_members(c1, claim_set, "ci") == [c1]
+    assert claim_set.family(c2) == "other"
     assert family_members(c0, claim_set, "ci") == [c0]
 
 

@@ -27,7 +27,7 @@ import markupsafe
 from repro import __version__, baseline, registry, stats
 from repro.baseline import status_of
 from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion, Source, Trend
-from repro.judge import family_members, family_of, judge_all
+from repro.judge import judge_all
 from repro.load import ClaimSet, resolve_params
 from repro.report.figures import RenderedFigure, observed_figure, render_figures
 from repro.runner import ClaimRun
@@ -267,8 +267,8 @@ def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict) -> Entry:
         expected=run.expected,
         as_expected=None if status in ("not_run", "skipped") else run.as_expected,
         verdict=run.verdict,
-        family_name=family_of(claim, claim_set),
-        family_size=len(family_members(claim, claim_set, run.scale)),
+        family_name=claim_set.family(claim),
+        family_size=claim_set.family_size(claim, run.scale),
         seeds=list(run.seeds),
         n_stored=len(stored),
         n_wanted=len(run.seeds) * len(claim.arm_names()),
