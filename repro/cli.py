@@ -188,6 +188,23 @@ def verdict_table(runs: list[ClaimRun], title: str) -> Table:
     return table
 
 
+def _rehearse(ids: list[str] | None, scale: str, claims: Path) -> None:
+    from repro.rehearsal import rehearse
+
+    if scale != "full":
+        err_console.print("error: --rehearse rehearses the full scale: use it with --scale full")
+        raise typer.Exit(2)
+    claim_set = _load(claims)
+    try:
+        chosen = claim_set.select(ids) if ids else list(claim_set)
+    except ReproError as exc:
+        _fail(exc)
+    result = rehearse(chosen, on_progress=lambda line: err_console.print(line, highlight=False))
+    console.print(result.table(), highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def run(
     ids: Annotated[list[str] | None, typer.Argument(help="Claim ids or id prefixes; all when omitted.")] = None,
@@ -221,11 +238,23 @@ def run(
         bool, typer.Option("--wait/--no-wait", help="slurm: wait for the jobs and print verdicts, or submit and exit.")
     ] = True,
     cluster: Annotated[str, typer.Option("--submitit-cluster", hidden=True)] = "slurm",
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="With --scale full: run every full-scale code path on this CPU, on fabricated data in the real "
+            "formats, with steps / epochs / rounds / image counts cut; check the metrics, decide nothing, "
+            "write nothing to the store.",
+        ),
+    ] = False,
 ) -> None:
     """Run claims at a scale, caching per-seed results in the store, and print the verdicts."""
     from repro.executors import LocalExecutor, SlurmExecutor, plan_jobs, run_claims
 
     _check_scale(scale)
+    if rehearse:
+        _rehearse(ids, scale, claims)
+        return
     if executor not in ("local", "slurm"):
         err_console.print(f"error: --executor must be 'local' or 'slurm', not '{executor}'")
         raise typer.Exit(2)
