@@ -22,11 +22,12 @@ Executors:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -200,6 +201,30 @@ def run_claims(
 _WORKER_DEVICE: str | None = None
 
 
+#: What worker processes sharing a CPU need before torch loads: OpenMP threads that sleep at a barrier
+#: instead of spinning (spinning threads of two processes on the same cores made a training step 30x
+#: slower: benchmarks/README.md, "CPU contention"), and each worker's share of the cores.
+def worker_environment(workers: int, cpus: int | None = None) -> dict[str, str]:
+    """Environment for one of ``workers`` processes sharing ``cpus`` cores (default: this machine's)."""
+    threads = str(max(1, (cpus or os.cpu_count() or 1) // max(1, workers)))
+    return {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+@contextlib.contextmanager
+def environment_for_workers(workers: int, cpus: int | None = None) -> Iterator[dict[str, str]]:
+    """Set :func:`worker_environment` in os.environ while workers start (they inherit it), then restore.
+
+    Values the user set already win: an explicit OMP_NUM_THREADS is never overridden.
+    """
+    wanted = {k: v for k, v in worker_environment(workers, cpus).items() if k not in os.environ}
+    os.environ.update(wanted)
+    try:
+        yield wanted
+    finally:
+        for key in wanted:
+            os.environ.pop(key, None)
+
+
 def _init_worker(devices: Any, threads: int) -> None:
     """Process-pool initializer: take one device for the life of this worker."""
     global _WORKER_DEVICE
@@ -259,9 +284,12 @@ class LocalExecutor:
         root = str(Path(store.root).resolve())
         if on_progress:
             on_progress(f"{len(jobs)} jobs on {workers} workers ({', '.join(devices[:workers])})")
-        with concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(queue, threads)
-        ) as pool:
+        with (
+            environment_for_workers(workers),
+            concurrent.futures.ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(queue, threads)
+            ) as pool,
+        ):
             futures = {pool.submit(run_job, job, root): i for i, job in enumerate(jobs)}
             for future in concurrent.futures.as_completed(futures):
                 index = futures[future]

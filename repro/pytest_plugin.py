@@ -31,6 +31,23 @@ _GPU_MARKER = "gpu: full-scale claim reproduction; needs a CUDA device"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _GPU_MARKER)
     config.addinivalue_line("markers", "claim: an item collected from a claims TOML file")
+    workers = _xdist_workers(config)
+    if workers > 1 and not hasattr(config, "workerinput"):
+        # pytest -n N: the workers start after this and inherit the environment; torch reads it on import.
+        from repro.executors import worker_environment
+
+        for key, value in worker_environment(workers).items():
+            os.environ.setdefault(key, value)
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """pytest-xdist's worker count (-n N, -n auto / logical), 0 when not distributing."""
+    value = getattr(config.option, "numprocesses", None)
+    if value in (None, 0):
+        return 0
+    if isinstance(value, int):
+        return value
+    return os.cpu_count() or 1  # "auto" / "logical"
 
 
 def _declares_claims(path: Path) -> bool:

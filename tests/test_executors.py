@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -381,3 +383,61 @@ def test_slurm_parameters_reach_sbatch(tmp_path, monkeypatch):
     for line in ("--partition=gpu", "--gpus-per-node=2", "--time=90", "--cpus-per-task=8", "--mem=32GB"):
         assert f"#SBATCH {line}" in script, script
     assert "#SBATCH --job-name=repro" in script and str(store.root.resolve() / "jobs") in script
+
+
+# -- workers sharing a CPU -------------------------------------------------------------------------
+
+
+def test_worker_environment_gives_each_worker_its_share_of_the_cores_and_passive_waits():
+    from repro.executors import worker_environment
+
+    assert worker_environment(2, cpus=2) == {
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    assert worker_environment(3, cpus=16)["OMP_NUM_THREADS"] == "5"
+    assert worker_environment(8, cpus=2)["OMP_NUM_THREADS"] == "1"  # never zero threads
+
+
+def test_environment_for_workers_keeps_what_the_user_set_and_restores(monkeypatch):
+    from repro.executors import environment_for_workers
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with environment_for_workers(2, cpus=2) as applied:
+        assert os.environ["OMP_NUM_THREADS"] == "7" and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        assert "OMP_NUM_THREADS" not in applied
+    assert "OMP_WAIT_POLICY" not in os.environ and os.environ["OMP_NUM_THREADS"] == "7"
+
+
+def _omp_environment() -> tuple[str | None, str | None]:
+    return os.environ.get("OMP_WAIT_POLICY"), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_pool_workers_start_with_passive_openmp_waits(monkeypatch):
+    """The spawned pool's workers see the environment before they import torch."""
+    from repro.executors import environment_for_workers
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    context = multiprocessing.get_context("spawn")
+    with environment_for_workers(2, cpus=2), concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        seen = pool.submit(_omp_environment).result()
+    assert seen == ("PASSIVE", "1")
+
+
+def test_pytest_xdist_workers_get_passive_waits_and_a_share_of_the_cores(pytester, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    pytester.makepyfile(
+        """
+        import os
+        def test_env():
+            assert os.environ["PYTEST_XDIST_WORKER"].startswith("gw")
+            assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+            assert int(os.environ["OMP_NUM_THREADS"]) == max(1, (os.cpu_count() or 1) // 2)
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
