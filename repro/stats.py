@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from repro.claim import Assertion, Difference, Equivalent, Greater, Less, Outcome, Proportion, Trend, min_seeds
@@ -136,7 +135,9 @@ def error_verdict(assertion: Assertion, message: str) -> Verdict:
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm step-down adjusted p-values (statsmodels multipletests, method="holm", never its default).
+    """Holm step-down adjusted p-values: the j-th smallest of m becomes max over i <= j of
+    min(1, (m - i + 1) p_(i)) (Holm 1979; equal to statsmodels' multipletests method="holm", which
+    tests/test_stats.py checks, without its full garbage collection on every call).
 
     A claim without a p-value (an error verdict) stays None and does not count as a test.
     """
@@ -144,10 +145,10 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     if any(not (math.isfinite(p) and 0.0 <= p <= 1.0) for _, p in present):
         raise ValueError(f"p-values must lie in [0, 1]; got {list(p_values)}")
     adjusted: list[float | None] = [None] * len(p_values)
-    if present:
-        corrected = multipletests([p for _, p in present], method="holm")[1]
-        for (i, _), q in zip(present, corrected, strict=True):
-            adjusted[i] = float(q)
+    m, running = len(present), 0.0
+    for rank, (i, p) in enumerate(sorted(present, key=lambda item: item[1])):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
     return adjusted
 
 

@@ -4,6 +4,7 @@ Layout under the store root (``.repro/`` in the current directory, or ``$REPRO_H
 
     results/<experiment>/<key[:2]>/<key>.json   metrics, sweep, params, seed, provenance
     results/<experiment>/<key[:2]>/<key>.npz    arrays for figures (numpy, never pickle)
+    figures/<key[:2]>/<key>.svg                 the report's drawn figures (repro.report.cache)
 
 The key hashes (experiment, code version, resolved params, seed), so a finished seed is never
 recomputed and two claims with the same setting share results. Writes are atomic: each file goes
@@ -166,6 +167,10 @@ class Store:
         yield from sorted(p for p in (self.root / "results").glob("*/*/*.json") if not p.name.startswith(_TMP_PREFIX))
 
     # -- writing -----------------------------------------------------------------------------------
+    def write_atomic(self, target: Path, data: bytes) -> None:
+        """Write ``data`` to ``target`` (a path under the root) all at once or not at all."""
+        self._atomic_write(target, lambda handle: handle.write(data))
+
     def _atomic_write(self, target: Path, write) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         # The temporary name ends in .partial, so no reader's *.json / *.npz pattern ever sees it.
@@ -215,11 +220,15 @@ class Store:
         """Remove temporary files left by a killed writer (old enough that no live writer owns them)."""
         cutoff = time.time() - older_than_s
         removed = 0
-        for tmp in (self.root / "results").glob(f"*/*/{_TMP_PREFIX}*"):
+        temporaries = [
+            *(self.root / "results").glob(f"*/*/{_TMP_PREFIX}*"),
+            *(self.root / "figures").glob(f"*/{_TMP_PREFIX}*"),
+        ]
+        for tmp in temporaries:
             try:
                 if tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
                     removed += 1
-            except FileNotFoundError:
+            except OSError:  # gone already, or not ours to remove (a read-only store)
                 pass
         return removed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import json
 import os
 import select
@@ -24,13 +25,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import numpy as np
 import pytest
+from PIL import Image
 
 from repro import registry
 from repro.experiments import tms_plots
 from repro.load import load_claims
 from repro.report import build_report
-from repro.runner import run_claim
+from repro.report.encode import RC, compact_svg, svg_data_uri
+from repro.report.figures import observed_figure
+from repro.runner import evaluate, run_claim
 from repro.store import Store
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -283,3 +289,68 @@ def test_report_in_chromium(report, tmp_path):
     target_path = Path(os.environ.get("REPRO_REPORT_SCREENSHOT") or tmp_path / "report.png")
     target_path.write_bytes(png)
     assert target_path.stat().st_size == len(png)
+
+
+SHOW = """
+(async () => {
+  const img = document.getElementById("figure");
+  img.src = %s;
+  await img.decode();
+  const box = img.getBoundingClientRect();
+  return JSON.stringify([box.width, box.height]);
+})()
+"""
+
+
+def test_compact_svg_draws_what_matplotlib_wrote(report, tmp_path):
+    """Each figure of the tms claim and the report's own, as matplotlib wrote it and as the page embeds it,
+    drawn by chromium: the same picture (text may move by a pixel where a no-op transform went)."""
+    root = report.parent.parent
+    claim_set, store = load_claims(root / "claims" / "demo.toml"), Store(root / "store")
+    pairs = []
+    for claim_id in ("browser.trend", "browser.tms"):
+        run = evaluate(claim_set.get(claim_id), "ci", store)
+        functions = {"per-seed values": observed_figure, **(tms_plots.FIGURES if claim_id == "browser.tms" else {})}
+        for name, function in functions.items():
+            buffer = io.BytesIO()
+            with matplotlib.rc_context(RC):
+                figure = function(run.claim, run)
+                if figure is None:
+                    continue
+                figure.savefig(buffer, format="svg", metadata={"Date": None})
+            raw = buffer.getvalue().decode()
+            original = "data:image/svg+xml;base64," + base64.b64encode(raw.encode()).decode()
+            pairs.append((f"{claim_id}: {name}", original, svg_data_uri(compact_svg(raw))))
+    assert len(pairs) >= 6
+    page = tmp_path / "figure.html"
+    page.write_text('<!doctype html><body style="margin:0;background:#fff"><img id="figure" style="display:block">')
+    browser = DevTools(tmp_path / "profile", width=1400, height=1400)
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        browser.send("Page.enable", session=session)
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1400, "height": 1400, "deviceScaleFactor": 2, "mobile": False}, session=session,
+        )  # fmt: skip
+        browser.send("Page.navigate", {"url": page.as_uri()}, session=session)
+        browser.wait_for("Page.loadEventFired")
+
+        def draw(uri: str) -> np.ndarray:
+            expression = SHOW % json.dumps(uri)
+            reply = browser.send(
+                "Runtime.evaluate", {"expression": expression, "awaitPromise": True, "returnByValue": True},
+                session=session,
+            )  # fmt: skip
+            width, height = json.loads(reply["result"]["value"])
+            clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+            shot = browser.send("Page.captureScreenshot", {"format": "png", "clip": clip}, session=session)["data"]
+            return np.asarray(Image.open(io.BytesIO(base64.b64decode(shot))).convert("RGB")).astype(int)
+
+        for name, original, compact in pairs:
+            before, after = draw(original), draw(compact)
+            assert before.shape == after.shape, name
+            differs = (np.abs(before - after).max(axis=2) > 64).mean()
+            assert differs < 0.005, (name, differs)
+    finally:
+        browser.close()

@@ -774,6 +774,16 @@ def test_holm_against_hand_computed_values():
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
 
 
+def test_holm_equals_statsmodels_multipletests_including_ties_and_caps():
+    from statsmodels.stats.multitest import multipletests
+
+    generator = np.random.default_rng(5)
+    cases = [generator.uniform(0, 1, size) ** 3 for size in (1, 2, 5, 13, 40)]
+    cases += [np.array([0.01, 0.01, 0.01, 0.5]), np.array([1.0, 1.0]), np.array([0.0, 0.2, 0.2])]
+    for p in cases:
+        assert holm(list(p)) == pytest.approx(list(multipletests(p, method="holm")[1]), abs=1e-15)
+
+
 def test_holm_passes_none_through_and_does_not_count_it():
     adjusted = holm([0.01, None, 0.04, 0.03, 0.005, None])
     assert adjusted[1] is None and adjusted[5] is None

@@ -70,7 +70,9 @@ def tsne_maps(claim: Claim, run: ClaimRun) -> Figure | None:
         points, labels = arrays["tsne"], arrays["tsne_labels"]
         cmap = "tab10" if labels.max() < 10 else "nipy_spectral"
         top = max(9, int(labels.max()))
-        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap=cmap, s=3, linewidths=0, vmin=0, vmax=top)
+        # A raster layer inside the SVG: thousands of dots as vector marks would dwarf the rest of the page.
+        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap=cmap, s=3, linewidths=0, vmin=0, vmax=top,
+                   rasterized=True)  # fmt: skip
         sil = result.metrics.get("silhouette_tsne", math.nan)
         ax.set_title(f"{arm} (seed {result.seed})\nsilhouette {sil:.3f}", fontsize=8)
         ax.set_xticks([])

@@ -4,8 +4,8 @@ Each function takes (claim, run), a :class:`repro.runner.ClaimRun` with the stor
 and returns a matplotlib ``Figure`` (object API, no pyplot) or None when there is nothing to draw.
 Stored arrays per seed (K cells, r-major): r, density, model_class, theory_class (K,), W (K, 1, 2),
 b (K, 2), loss (K,), far (K,) bool. The grid is log-spaced on both axes, so each diagram is one
-image on axes in log10 units (an image stays a small PNG inside the SVG; 10^5 cells drawn as
-polygons would not), with the theory's boundary drawn on top:
+image on axes in log10 units (an image of one pixel per cell stays a small PNG inside the SVG;
+10^5 cells drawn as polygons would not), with the theory's boundary drawn on top:
 s*(r) = 4 min(1, r) / (2 (1 + r) + 3 min(1, r)), and the line r = 1 above it.
 """
 
@@ -84,7 +84,7 @@ def _draw(ax: Any, grid: np.ndarray, arrays: dict[str, np.ndarray], colours: tup
     r, density = _axes_of(arrays)
     cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(len(colours) + 1) - 0.5, len(colours))
-    ax.imshow(grid.T, origin="lower", cmap=cmap, norm=norm, aspect="auto", interpolation="nearest",
+    ax.imshow(grid.T, origin="lower", cmap=cmap, norm=norm, aspect="auto", interpolation="none",
               extent=(*_extent(r), *_extent(density)))  # fmt: skip
     _boundary(ax, r, density)
     ax.set_title(title, fontsize=9)

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from repro.claim import Claim
-from repro.report.figures import arms_with_results, results_only, seed_arrays
+from repro.report.figures import arms_with_results, draws_from, results_only, seed_arrays
 from repro.runner import ClaimRun
 from repro.store import StoredResult
 
@@ -61,7 +61,7 @@ def _figure(width: float, height: float, left: float = 0.8, right: float = 0.25,
 # -- sweep pictures over every stored seed -------------------------------------------------------------------
 
 
-@results_only
+@draws_from("metric", "assertion")
 def probe_vs_size(claim: Claim, run: ClaimRun) -> Figure | None:
     """Probe accuracy on the codes against dictionary size, with the raw-activation probe and chance."""
     arms = _arms(run)
@@ -129,6 +129,7 @@ def l0_vs_reconstruction(claim: Claim, run: ClaimRun) -> Figure | None:
 # -- one dictionary of the claim -------------------------------------------------------------------------------
 
 
+@draws_from("at")
 def dead_latent_histogram(claim: Claim, run: ClaimRun) -> Figure | None:
     """How often each latent fires on the test set, dead ones as a bar of their own, beside the classifier's units."""
     arms = _arms(run)
@@ -166,8 +167,14 @@ def dead_latent_histogram(claim: Claim, run: ClaimRun) -> Figure | None:
     return fig
 
 
+@draws_from("at")
 def top_inputs_grid(claim: Claim, run: ClaimRun) -> Figure | None:
-    """The top-activating test digits of a few latents (first stored seed of each arm), with their labels."""
+    """The top-activating test digits of a few latents (first stored seed of each arm), with their labels.
+
+    One mosaic image (one row per latent, one cell per input, white between cells) on one axes, with
+    the labels as text and the latents as its y ticks: a grid of small axes would cost a frame, ticks
+    and an image per digit.
+    """
     rows = []
     for arm, results in _arms(run):
         j = _dictionary(claim, results[0])
@@ -177,26 +184,42 @@ def top_inputs_grid(claim: Claim, run: ClaimRun) -> Figure | None:
     if not rows:
         return None
     n_inputs = max(arrays[f"top_images_{j}"].shape[1] for _, _, j, arrays, _ in rows)
-    cell, left, top = 0.62, 1.5, 0.5
-    fig = _figure(left + n_inputs * cell + 0.2, top + len(rows) * (cell + 0.12) + 0.15, left=left, right=0.2,
+    side = max(arrays[f"top_images_{j}"].shape[-1] for _, _, j, arrays, _ in rows)
+    across, down = side + 2, side + 9  # pixels per cell with the gap beside it, and with room for its title
+    mosaic = np.zeros((len(rows) * down, n_inputs * across), dtype=np.uint8)  # 0 is white in gray_r
+    inch, left, top = 0.62 / side, 1.7, 0.5  # 0.62 in per digit
+    fig = _figure(left + mosaic.shape[1] * inch + 0.2, top + mosaic.shape[0] * inch + 0.15, left=left, right=0.2,
                   top=top, bottom=0.15)  # fmt: skip
-    axes = fig.subplots(len(rows), n_inputs, squeeze=False, gridspec_kw={"wspace": 0.08, "hspace": 0.35})
+    ax = fig.subplots()
+    frames_x: list[float] = []
+    frames_y: list[float] = []
+    rows_at: list[float] = []
+    row_labels: list[str] = []
     for r, (arm, _, j, arrays, s) in enumerate(rows):
         images, labels = arrays[f"top_images_{j}"][s], arrays[f"top_labels_{j}"][s]  # (T, side, side), (T,)
         values, latent = arrays[f"top_values_{j}"][s], int(arrays[f"top_latents_{j}"][s])
         spanned = int(arrays[f"classes_spanned_{j}"][latent]) if f"classes_spanned_{j}" in arrays else -1
-        for c in range(n_inputs):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= images.shape[0]:
-                ax.set_axis_off()
-                continue
-            ax.imshow(images[c], cmap="gray_r", vmin=0, vmax=255)
-            ax.set_title(str(int(labels[c])) if values[c] > 0 else "–", fontsize=7, pad=2)
+        y = r * down + down - side  # top of this row's digits
+        for c in range(images.shape[0]):
+            h, w = images[c].shape[:2]
+            mosaic[y : y + h, c * across : c * across + w] = images[c]
+            ax.text(c * across + w / 2, y - 1, str(int(labels[c])) if values[c] > 0 else "–", fontsize=7,
+                    ha="center", va="bottom")  # fmt: skip
+            frames_x += [c * across, c * across + w, c * across + w, c * across, c * across, np.nan]
+            frames_y += [y, y, y + h, y + h, y, np.nan]
         prefix = "" if arm == "main" else f"{arm} "
-        axes[r, 0].set_ylabel(f"{prefix}#{j} latent {latent}\nspans {spanned} digits", fontsize=7, rotation=0,
-                              ha="right", va="center")  # fmt: skip
+        rows_at.append(y + side / 2)
+        row_labels.append(f"{prefix}#{j} latent {latent}\nspans {spanned} digits")
+    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255, interpolation="none",
+              extent=(0, mosaic.shape[1], mosaic.shape[0], 0))  # fmt: skip
+    ax.plot(frames_x, frames_y, color="#b0b0b0", linewidth=0.5, clip_on=False)
+    ax.set_xlim(0, mosaic.shape[1])
+    ax.set_ylim(mosaic.shape[0], 0)
+    ax.set_xticks([])
+    ax.set_yticks(rows_at, row_labels, fontsize=7)
+    ax.tick_params(length=0)
+    ax.spines[:].set_visible(False)
+    ax.set_ylabel("strongest latents")
     seeds = ", ".join(sorted({f"seed {result.seed}" for _, result, *_ in rows}))
     fig.suptitle(f"Top-activating test digits of the strongest latents ({seeds}); titles: true digit")
     return fig

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from repro.claim import Claim
-from repro.report.figures import arms_with_results, results_only, seed_arrays
+from repro.report.figures import arms_with_results, draws_from, results_only, seed_arrays
 from repro.runner import ClaimRun
 from repro.store import StoredResult
 
@@ -128,7 +128,8 @@ def wtw_heatmaps(claim: Claim, run: ClaimRun) -> Figure | None:
         arrays = seed_arrays(results[0])
         for k in range(arrays["W"].shape[0] if "W" in arrays else 0):
             limit = max(limit, float(np.nanmax(np.abs(_gram(arrays, k)), initial=0.0)))
-    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
+    # 255 colours and white: an image of at most 256 colours is embedded as a small palette PNG.
+    cmap = matplotlib.colormaps["RdBu_r"].resampled(255).with_extremes(bad="white")
 
     def draw(ax: Any, arrays: dict[str, np.ndarray], k: int, result: StoredResult) -> Any:
         gram = _gram(arrays, k)  # (n, n)
@@ -136,7 +137,7 @@ def wtw_heatmaps(claim: Claim, run: ClaimRun) -> Figure | None:
         grid = np.full((n, n + 2), np.nan)  # a blank column, then the bias
         grid[:, :n] = gram
         grid[:, n + 1] = arrays["b"][k] if "b" in arrays else np.nan
-        image = ax.imshow(grid, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+        image = ax.imshow(grid, cmap=cmap, vmin=-limit, vmax=limit, interpolation="none")
         ax.set_xticks([n + 1], ["b"])
         ax.set_yticks([])
         return image
@@ -274,6 +275,7 @@ def _curve_axes(ax: Any, claim: Claim) -> None:
         ax.axvline(1.0 / claim.at, color="#808080", linestyle=":", linewidth=1.0, label=f"claim at {claim.at:g}")
 
 
+@draws_from("at", "metric", "assertion")
 def represented_vs_sparsity(claim: Claim, run: ClaimRun) -> Figure | None:
     """Features with ||W_i|| above the threshold against sparsity: mean over seeds with a 95 % band."""
     arms = _sweep_curves(run)
@@ -301,6 +303,7 @@ def represented_vs_sparsity(claim: Claim, run: ClaimRun) -> Figure | None:
     return fig
 
 
+@draws_from("at")
 def dimensionality_vs_sparsity(claim: Claim, run: ClaimRun) -> Figure | None:
     """Dimensions per feature m / ||W||_F^2 and each feature's D_i against 1/(1-S), with the sticky fractions."""
     arms = _sweep_curves(run)
@@ -320,7 +323,10 @@ def dimensionality_vs_sparsity(claim: Claim, run: ClaimRun) -> Figure | None:
                 continue
             shown = np.isfinite(dimensionality) & (dimensionality > 0)  # unrepresented features hold 0
             xs = np.broadcast_to(x_all[:, None], dimensionality.shape)[shown]
-            ax.scatter(xs, dimensionality[shown], s=5, color=colour, alpha=0.25, linewidths=0, zorder=2)
+            # A raster layer inside the SVG: every seed's every feature as a vector dot would dwarf the page.
+            ax.scatter(
+                xs, dimensionality[shown], s=5, color=colour, alpha=0.25, linewidths=0, zorder=2, rasterized=True
+            )
         order = np.argsort(sweep, kind="stable")[::-1]
         mean, low, high = (a[order] for a in _mean_band(_metric_block(results, "dims_per_feature", sweep.size)))
         prefix = "" if arm == "main" else f"{arm}: "

@@ -1,4 +1,4 @@
-"""Figures for the report: call each figure function safely and encode its output as inline SVG.
+"""Figures for the report: call each figure function safely, once per distinct input, and embed its SVG.
 
 Figure functions belong to the experiment families (``Experiment.figures``, name -> ``fn(claim,
 run)``) and draw with matplotlib's object API (``matplotlib.figure.Figure``, never pyplot, so no
@@ -6,8 +6,13 @@ global figure state and no GUI backend). This module only runs them, under one f
 turns each Figure into a ``data:image/svg+xml`` URI for an ``<img>``: an image keeps each SVG's
 ids in its own document, so figures cannot clash, and the page stays one self-contained file.
 
+Each figure is drawn once per distinct input and kept in the store (:mod:`repro.report.cache`); a
+report on a store whose figures are all kept draws nothing. Within a page, an image is embedded
+once: a second claim with the same figure links to the section that shows it.
+
 SVG output is byte-identical for the same inputs: ``svg.hashsalt`` is fixed (matplotlib otherwise
-salts its element ids with a random UUID) and the Date metadata is dropped.
+salts its element ids with a random UUID), the Date metadata is dropped, and the compaction of
+:mod:`repro.report.encode` is a pure function of its input.
 
 The report adds one figure of its own to every claim that has results, :func:`observed_figure`:
 the per-seed values the verdict was computed from, against the claim's threshold.
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import functools
-import io
+import hashlib
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -30,6 +35,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion, Trend
+from repro.report.cache import FigureCache, canonical, draws_from, figure_inputs, results_only
+from repro.report.encode import RC, figure_svg, svg_data_uri
 from repro.runner import ClaimRun, observations
 from repro.store import StoredResult
 
@@ -37,6 +44,7 @@ __all__ = [
     "RC",
     "RenderedFigure",
     "arms_with_results",
+    "draws_from",
     "figure_to_data_uri",
     "observed_figure",
     "render_figures",
@@ -46,24 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Style every figure is drawn and saved under; fixed so output depends only on the data.
-RC: dict[str, Any] = {
-    "svg.hashsalt": "repro-report",
-    "svg.fonttype": "none",  # text stays text: smaller files, selectable labels
-    "font.family": "sans-serif",
-    "font.size": 9.0,
-    "axes.titlesize": 9.0,
-    "axes.labelsize": 9.0,
-    "figure.titlesize": 10.0,
-    "legend.fontsize": 8.0,
-    "xtick.labelsize": 8.0,
-    "ytick.labelsize": 8.0,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "path.simplify": True,
-    "image.interpolation": "nearest",
-}
-
 FigureFunction = Callable[[Claim, ClaimRun], "Figure | None"]
 
 
@@ -71,8 +61,8 @@ FigureFunction = Callable[[Claim, ClaimRun], "Figure | None"]
 class RenderedFigure:
     """One entry of a claim's figure list: an image, the reason there is none, or where it is.
 
-    ``shown_in`` names the claim whose section already shows this figure, drawn from the same
-    results: the page embeds each distinct figure once and links to it from the other claims.
+    ``shown_in`` names the claim whose section already shows this very image (drawn from the same
+    input, or an identical picture): the page embeds each distinct image once and links to it.
     """
 
     name: str
@@ -83,11 +73,12 @@ class RenderedFigure:
 
 
 def figure_to_data_uri(figure: Figure) -> str:
-    """Encode a Figure as a deterministic ``data:image/svg+xml;base64,...`` URI."""
-    buffer = io.BytesIO()
-    with matplotlib.rc_context(RC):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
-    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    """Encode a Figure as a deterministic ``data:image/svg+xml;base64,...`` URI of its compact SVG.
+
+    A form any consumer reads; the page itself embeds the shorter percent-encoded form of
+    :func:`repro.report.encode.svg_data_uri`.
+    """
+    return "data:image/svg+xml;base64," + base64.b64encode(figure_svg(figure).encode("utf-8")).decode("ascii")
 
 
 @functools.lru_cache(maxsize=64)
@@ -110,62 +101,75 @@ def arms_with_results(run: ClaimRun, limit: int = 3) -> list[tuple[str, list[Sto
     return [(arm, results) for arm, results in run.results.items() if results][:limit]
 
 
-def results_only(function: FigureFunction) -> FigureFunction:
-    """Mark a figure function that draws from the stored results alone, never from the claim.
+def _draw(function: FigureFunction, claim: Claim, run: ClaimRun) -> str | None:
+    """The function's figure as compact SVG, or None when it has nothing to draw."""
+    with matplotlib.rc_context(RC):
+        figure = function(claim, run)
+        if figure is None:
+            return None
+        if not isinstance(figure, Figure):
+            raise TypeError(f"returned {type(figure).__name__}, not a matplotlib Figure or None")
+        return figure_svg(figure)
 
-    Claims that share a setting share results, so such a figure is drawn once per distinct set of
-    results in a report, however many claims show it.
-    """
-    function.results_only = True  # type: ignore[attr-defined]
-    return function
+
+def _embed_or_link(first: RenderedFigure, name: str, claim: Claim) -> RenderedFigure:
+    """The image where ``claim`` owns it (its first appearance on the page), else a link to its owner."""
+    if first.owner == claim.id:
+        return RenderedFigure(name, uri=first.uri, owner=claim.id)
+    return RenderedFigure(name, shown_in=first.owner)
 
 
-def _memo_key(name: str, function: FigureFunction, run: ClaimRun) -> tuple | None:
-    if not getattr(function, "results_only", False):
-        return None
-    return (name, tuple((arm, tuple(r.key for r in results)) for arm, results in sorted(run.results.items())))
+def _figure(
+    function: FigureFunction, claim: Claim, run: ClaimRun, memo: dict, cache: FigureCache | None
+) -> tuple[str | RenderedFigure | None, tuple | None]:
+    """(SVG, None for nothing to draw, or the figure of the same input on the page; the memo key or None)."""
+    inputs = figure_inputs(function, claim, run)
+    shared = ("inputs", function, canonical(inputs)) if hasattr(function, "figure_reads") else None
+    if shared is not None and shared in memo:
+        return memo[shared], None
+    key = cache.key(function, inputs) if cache is not None else None
+    svg = cache.get(key) if key is not None else FigureCache.MISSING  # type: ignore[union-attr]
+    if svg is FigureCache.MISSING:
+        svg = _draw(function, claim, run)
+        if key is not None:
+            cache.put(key, svg)  # type: ignore[union-attr]
+    return svg, shared  # type: ignore[return-value]
 
 
 def render_figures(
     claim: Claim,
     run: ClaimRun,
     functions: Mapping[str, FigureFunction],
-    memo: dict[tuple, RenderedFigure] | None = None,
+    memo: dict[tuple, Any] | None = None,
+    cache: FigureCache | None = None,
 ) -> list[RenderedFigure]:
     """Call every figure function in the mapping's order; a failing one becomes an error note.
 
-    ``memo`` (one dict per report) keeps the figures of :func:`results_only` functions by the
-    results they were drawn from; a later claim on the same results gets a link to the first
-    claim's figure rather than a second copy of the image.
+    ``memo`` (one dict per report) keeps the figures of :func:`draws_from` functions by their input,
+    and the owner of every embedded image; a later claim with the same input, or the same image,
+    gets a link to the first claim's figure rather than a second copy. ``cache`` keeps drawn
+    figures across reports.
     """
+    memo = {} if memo is None else memo
     rendered = []
     for name, function in functions.items():
-        key = _memo_key(name, function, run) if memo is not None else None
-        if key is not None and key in memo:
-            first = memo[key]
-            if first.uri is not None and first.owner != claim.id:
-                rendered.append(RenderedFigure(name, shown_in=first.owner))
-            elif first.uri is not None or first.error is not None:
-                rendered.append(first)
-            continue
         try:
-            with matplotlib.rc_context(RC):
-                figure = function(claim, run)
-                if figure is None:
-                    if key is not None:
-                        memo[key] = RenderedFigure(name)
-                    continue
-                if not isinstance(figure, Figure):
-                    raise TypeError(f"returned {type(figure).__name__}, not a matplotlib Figure or None")
-                uri = figure_to_data_uri(figure)
+            svg, shared = _figure(function, claim, run, memo, cache)
         except Exception as exc:  # one broken figure must not take the report down
             log.warning("figure %r of claim %s failed: %s: %s", name, claim.id, type(exc).__name__, exc)
             log.debug("figure failure detail", exc_info=True)
             rendered.append(RenderedFigure(name, error=f"{type(exc).__name__}: {exc}"))
             continue
-        rendered.append(RenderedFigure(name, uri=uri, owner=claim.id))
-        if key is not None:
-            memo[key] = rendered[-1]
+        if isinstance(svg, RenderedFigure):  # this input's figure is on the page already
+            rendered.append(_embed_or_link(svg, name, claim))
+            continue
+        first = None
+        if svg is not None:
+            image = ("image", hashlib.sha256(svg.encode()).hexdigest())
+            first = memo.setdefault(image, RenderedFigure(name, uri=svg_data_uri(svg), owner=claim.id))
+            rendered.append(_embed_or_link(first, name, claim))
+        if shared is not None:
+            memo[shared] = first
     return rendered
 
 
@@ -286,6 +290,7 @@ def _location(fig: Figure, claim: Claim, run: ClaimRun, values: dict[str, np.nda
     _legend(ax)
 
 
+@draws_from("metric", "at", "assertion", verdict=("estimate", "ci_low", "ci_high", "ci_level"))
 def observed_figure(claim: Claim, run: ClaimRun) -> Figure | None:
     """The per-seed values behind the verdict, with the threshold (or margin) and the estimate's CI."""
     results = {arm: rs for arm, rs in run.results.items() if rs}

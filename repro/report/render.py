@@ -4,10 +4,13 @@ The report never runs an experiment: each claim is judged by :func:`repro.judge.
 reads only stored results, and a claim with nothing stored is shown as "not run". Holm's
 correction runs within each claim's family (controls are judged alone), and the adjusted p decides
 the verdict; the page shows the raw p beside it. The baseline is written by :mod:`repro.baseline`.
+The only thing a report writes into the store is its drawn figures (:mod:`repro.report.cache`), so
+that the next report on the same results draws none of them.
 
 Determinism: the page holds no build time and no absolute path; every number is formatted here
-(not in the templates) with fixed precision; figures are SVG with fixed ids (see
-:mod:`repro.report.figures`). Rebuilding from the same store gives byte-identical files.
+(not in the templates) with fixed precision; figures are compact SVG with fixed ids (see
+:mod:`repro.report.figures`), the same whether drawn now or read from the store. Rebuilding from
+the same store gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from repro.baseline import status_of
 from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion, Source, Trend
 from repro.judge import judge_all
 from repro.load import ClaimSet, resolve_params
+from repro.report.cache import FigureCache
 from repro.report.figures import RenderedFigure, observed_figure, render_figures
 from repro.runner import ClaimRun
 from repro.store import Store, StoredResult
@@ -47,7 +51,7 @@ STATUSES: dict[str, str] = {
 }
 RESULTS_FORMAT = 1
 MULTIPLE_COMPARISONS = (
-    "Holm (statsmodels multipletests, method='holm') within each claim's family (the claim's 'family', default its "
+    "Holm's step-down correction within each claim's family (the claim's 'family', default its "
     "claims file); controls are judged alone; a member without a p counts as p = 1. The adjusted p decides the "
     "verdict; 'p_adjusted' is it (the raw p for a claim judged alone), verdict.p_value the raw p."
 )
@@ -255,7 +259,7 @@ def _params(claim: Claim, run: ClaimRun) -> list[tuple[str, bool, list[tuple[str
     return out
 
 
-def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict) -> Entry:
+def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict, cache: FigureCache) -> Entry:
     claim = run.claim
     status = status_of(run)
     stored = [r for arm in run.results.values() for r in arm]
@@ -279,7 +283,7 @@ def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict) -> Entry:
     )
     if stored:
         functions = {"per-seed values": observed_figure, **registry.get(claim.experiment).figures}
-        entry.figures = render_figures(claim, run, functions, memo)
+        entry.figures = render_figures(claim, run, functions, memo, cache)
     return entry
 
 
@@ -296,7 +300,16 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["breakable"] = _breakable
+    env.filters["data_uri"] = _data_uri
     return env
+
+
+def _data_uri(uri: str) -> markupsafe.Markup:
+    """A figure's URI as it is: :mod:`repro.report.encode` percent-encodes every ``"`` and ``&`` in it,
+    so it cannot end its double-quoted attribute or start a character reference (and < > ' may stay)."""
+    if not uri.startswith("data:") or '"' in uri or "&" in uri:
+        raise ValueError("a figure's URI must be a data: URI without \" or &")
+    return markupsafe.Markup(uri)
 
 
 def _breakable(text: str) -> markupsafe.Markup:
@@ -329,8 +342,10 @@ def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -
     """
     out_dir = Path(out_dir)
     runs = judge_all(list(claim_set), scale, store, claim_set)
-    memo: dict = {}  # figures drawn from results alone, shared by the claims that share results
-    entries = [_entry(run, claim_set, memo) for run in runs]
+    store.clear_stale_temporaries()  # of a report or run killed while writing
+    cache = FigureCache(store)  # figures drawn by earlier reports, by what they were drawn from
+    memo: dict = {}  # this page's images, each embedded once, and the figures claims share
+    entries = [_entry(run, claim_set, memo, cache) for run in runs]
     counts = {status: sum(1 for e in entries if e.status == status) for status in STATUSES}
 
     env = _environment()
