@@ -238,7 +238,7 @@ def check_agreement(config: Config, device: torch.device, instances: int = 4, st
 def diagram(device: torch.device) -> None:
     """zroe1's full phase diagram: 10 seeds x 100 x 1000 cells = 10^6 one-neuron models, timed end to end."""
     from repro.experiments import phase
-    from repro.runner import replicate_seeds
+    from repro.judge import replicate_seeds
 
     params = phase.PhaseParams()  # full scale: 100 x 1000 grid, Adam 1e-2, 6000 steps, batch 64
     seeds = replicate_seeds(0, 10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from repro._version import __version__
 from repro.claim import Assertion, Claim, Scale, Source
 from repro.errors import (
     ClaimFileError,
@@ -12,13 +13,12 @@ from repro.errors import (
     UnknownClaimError,
     UnknownExperimentError,
 )
+from repro.judge import ClaimRun, evaluate
 from repro.load import ClaimSet, load_claims
 from repro.registry import Experiment, SeedResult
-from repro.runner import ClaimRun, evaluate, run_claim
+from repro.runner import run_claim
 from repro.stats import Verdict, decide
 from repro.store import Store
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Assertion",

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from repro import registry
 from repro.claim import SCALES, Claim
 from repro.errors import BaselineError
-from repro.runner import ClaimRun
+from repro.judge import ClaimRun
 
 __all__ = [
     "BASELINE_FORMAT",

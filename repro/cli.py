@@ -20,12 +20,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from repro import __version__, baseline, registry
+from repro import baseline, registry
+from repro._version import __version__
 from repro.claim import Claim
 from repro.errors import BaselineError, ReproError
-from repro.judge import correct, family_members
+from repro.judge import ClaimRun, correct, family_members, replicate_seeds
 from repro.load import ClaimSet, load_claims, resolve_params
-from repro.runner import ClaimRun, replicate_seeds
 from repro.store import Store
 
 app = typer.Typer(
@@ -455,8 +455,8 @@ def plan(
     claims: ClaimsOpt = DEFAULT_CLAIMS,
 ) -> None:
     """Seeds each claim needs for 80 % and 95 % power at its smallest_effect (spread from the store)."""
+    from repro.judge import evaluate, observations
     from repro.plan import POWERS, plan_claim
-    from repro.runner import evaluate, observations
 
     _check_scale(scale)
     claim_set = _load(claims)

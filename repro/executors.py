@@ -22,23 +22,23 @@ Executors:
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import submitit
 
-from repro import runner, stats
+from repro import judge, runner, stats
 from repro.claim import Claim
 from repro.errors import ReproError
 from repro.registry import get as get_experiment
 from repro.store import Store
+from repro.workers import environment_for_workers
 
 __all__ = [
     "ClusterUnavailableError",
@@ -134,8 +134,8 @@ def plan_jobs(
             waits_on[claim.id] = []
             continue
         experiment = get_experiment(claim.experiment).name
-        seeds = runner.replicate_seeds(claim.seed, claim.n_seeds(scale))
-        keyed = runner._keys(claim, scale, seeds)
+        seeds = judge.replicate_seeds(claim.seed, claim.n_seeds(scale))
+        keyed = judge.keys_of(claim, scale, seeds)
         needed: dict[int, list[tuple[str, str]]] = {}
         depends: set[int] = set()
         for _, keys in keyed.values():
@@ -171,7 +171,7 @@ def run_claims(
     on_plan: Callable[[list[Job]], None] | None = None,
     on_progress: Progress | None = None,
     on_done: Done | None = None,
-) -> list[runner.ClaimRun]:
+) -> list[judge.ClaimRun]:
     """Plan the missing jobs, run them on the executor, then judge every claim from the store."""
     executor = executor or LocalExecutor()
     jobs, waits_on = plan_jobs(claims, scale, store, seeds_per_job=seeds_per_job, force=force)
@@ -186,9 +186,9 @@ def run_claims(
         computed = sum(o.computed for o in own)
         errors = [o.error for o in own if o.error]
         if errors:
-            runs.append(runner.ClaimRun.failed(claim, scale, errors[0], wall_s=wall, computed=computed))
+            runs.append(judge.ClaimRun.failed(claim, scale, errors[0], wall_s=wall, computed=computed))
             continue
-        run = runner.evaluate(claim, scale, store, wall_s=wall, computed=computed)
+        run = judge.evaluate(claim, scale, store, wall_s=wall, computed=computed)
         shared_errors = [f"{o.job.claim.id}: {o.error}" for o in mine if o.error]
         if run.verdict.outcome == "error" and shared_errors:  # a job it shares results with failed
             run.verdict = stats.error_verdict(claim.assertion, f"{run.verdict.message}; {shared_errors[0]}")
@@ -199,30 +199,6 @@ def run_claims(
 # -- local -------------------------------------------------------------------------------------------
 
 _WORKER_DEVICE: str | None = None
-
-
-#: What worker processes sharing a CPU need before torch loads: OpenMP threads that sleep at a barrier
-#: instead of spinning (spinning threads of two processes on the same cores made a training step 30x
-#: slower: benchmarks/README.md, "CPU contention"), and each worker's share of the cores.
-def worker_environment(workers: int, cpus: int | None = None) -> dict[str, str]:
-    """Environment for one of ``workers`` processes sharing ``cpus`` cores (default: this machine's)."""
-    threads = str(max(1, (cpus or os.cpu_count() or 1) // max(1, workers)))
-    return {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-
-
-@contextlib.contextmanager
-def environment_for_workers(workers: int, cpus: int | None = None) -> Iterator[dict[str, str]]:
-    """Set :func:`worker_environment` in os.environ while workers start (they inherit it), then restore.
-
-    Values the user set already win: an explicit OMP_NUM_THREADS is never overridden.
-    """
-    wanted = {k: v for k, v in worker_environment(workers, cpus).items() if k not in os.environ}
-    os.environ.update(wanted)
-    try:
-        yield wanted
-    finally:
-        for key in wanted:
-            os.environ.pop(key, None)
 
 
 def _init_worker(devices: Any, threads: int) -> None:

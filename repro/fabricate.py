@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Sizes", "corrupt_exif_jpeg", "fabricate"]
+__all__ = ["REAL_SIZES", "Sizes", "corrupt_exif_jpeg", "fabricate"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,14 @@ class Sizes:
     tiny_classes: int = 200  # the real number: wnids.txt defines the label space
     tiny_train_per_class: int = 1
     tiny_val: int = 120  # three each of 40 classes: silhouette needs more images than labels
+    tiny_val_classes: int = 40
     imagenet_classes: int = 4
     imagenet_per_class: int = 12
+
+
+#: The real datasets' sizes (ImageNet excepted: its pool is read lazily, one batch at a time).
+REAL_SIZES = Sizes(mnist_train=60_000, mnist_test=10_000, cifar_per_batch=10_000, cifar_test=10_000,
+                   tiny_train_per_class=500, tiny_val=10_000, tiny_val_classes=200)  # fmt: skip
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -144,7 +150,7 @@ def _tiny_imagenet(root: Path, rng: np.random.Generator, sizes: Sizes) -> None:
     for i in range(sizes.tiny_val):
         name = f"val_{i}.JPEG"
         (val / name).write_bytes(_jpeg(rng, 64, 64))
-        lines.append(f"{name}\t{wnids[i % 40]}\t0\t0\t63\t63\n")
+        lines.append(f"{name}\t{wnids[i % sizes.tiny_val_classes]}\t0\t0\t63\t63\n")
     (base / "val" / "val_annotations.txt").write_text("".join(lines))
 
 

@@ -34,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = _xdist_workers(config)
     if workers > 1 and not hasattr(config, "workerinput"):
         # pytest -n N: the workers start after this and inherit the environment; torch reads it on import.
-        from repro.executors import worker_environment
+        from repro.workers import worker_environment
 
         for key, value in worker_environment(workers).items():
             os.environ.setdefault(key, value)
@@ -110,8 +110,8 @@ class ClaimItem(pytest.Item):
     def runtest(self) -> None:
         import torch
 
-        from repro.judge import family_members, judge_all
-        from repro.runner import ClaimRun, compute
+        from repro.judge import ClaimRun, family_members, judge_all
+        from repro.runner import compute
         from repro.store import Store
 
         if self.claim.skipped(self.scale):

@@ -39,7 +39,7 @@ class SeedResult:
 
 
 RunFunction = Callable[[Any, Sequence[int], Any], list[SeedResult]]
-#: A figure function takes (claim, runner.ClaimRun) and returns a matplotlib Figure, or None when
+#: A figure function takes (claim, judge.ClaimRun) and returns a matplotlib Figure, or None when
 #: it has nothing to draw for that claim. The report only lays figures out.
 FigureFunction = Callable[..., Any]
 

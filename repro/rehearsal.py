@@ -5,7 +5,7 @@
 :data:`CUTS` (steps, epochs, rounds, image counts), on data fabricated in the real on-disk formats
 (:mod:`repro.fabricate`: MNIST IDX, CIFAR-10 pickles, the Tiny ImageNet and ImageNet folders with a
 corrupt-EXIF JPEG, AlexNet / sparse-AlexNet / ResNet-18 checkpoints with random values). For every
-claim it then reads the metric exactly as a verdict would (:func:`repro.runner.observations`) and
+claim it then reads the metric exactly as a verdict would (:func:`repro.judge.observations`) and
 checks that it is there, finite and of the shape the assertion needs.
 
 It decides nothing and writes nothing the user keeps: no store is opened, the data live in a
@@ -33,8 +33,8 @@ import numpy as np
 from repro import registry
 from repro.claim import Claim, Trend
 from repro.fabricate import fabricate
+from repro.judge import observations, replicate_seeds
 from repro.load import resolve_params
-from repro.runner import replicate_seeds
 
 __all__ = ["CUTS", "SEEDS", "Rehearsal", "rehearse", "rehearsal_params"]
 
@@ -69,10 +69,12 @@ CUTS: dict[str, dict[str, Any]] = {
 SEEDS: dict[str, int] = {"stall.active_learning": 1, "subnetworks.split": 1, "sae.mnist": 1, "phase.one_neuron": 1}
 
 
-def rehearsal_params(claim: Claim, arm: str = "main") -> Any:
-    """The claim's full-scale params with the experiment's cuts applied (validated)."""
+def rehearsal_params(claim: Claim, arm: str = "main", extra_cuts: dict[str, dict[str, Any]] | None = None) -> Any:
+    """The claim's full-scale params with the experiment's cuts (and any ``extra_cuts``) applied, validated."""
     params = resolve_params(claim, "full", arm)
     cuts = CUTS.get(claim.experiment)
+    if cuts is not None:
+        cuts = {**cuts, **(extra_cuts or {}).get(claim.experiment, {})}
     if cuts is None:
         raise KeyError(f"experiment {claim.experiment} has no rehearsal cuts: add it to repro.rehearsal.CUTS")
     update = {}
@@ -163,8 +165,6 @@ def _clear_loader_caches() -> None:
 
 def _check(claim: Claim, arm: str, results: list[Any], seeds: list[int]) -> list[str]:
     """What is wrong with the results as this claim's verdict would read them."""
-    from repro.runner import observations
-
     experiment = registry.get(claim.experiment)
     problems = []
     if [r.seed for r in results] != seeds:
@@ -198,8 +198,15 @@ def rehearse(
     *,
     data_root: Path | None = None,
     on_progress: Callable[[str], None] | None = None,
+    all_seeds: bool = False,
+    extra_cuts: dict[str, dict[str, Any]] | None = None,
 ) -> Rehearsal:
-    """Rehearse every claim of ``claims`` that runs at full scale; see the module docstring."""
+    """Rehearse every claim of ``claims`` that runs at full scale; see the module docstring.
+
+    ``data_root``: fabricated data already there (else a temporary folder is filled and removed).
+    ``all_seeds``: every full-scale seed of the arm's claims instead of :data:`SEEDS` (for measuring
+    memory: batched experiments hold all seeds at once). ``extra_cuts``: more cuts, per experiment.
+    """
     import torch
 
     started = time.perf_counter()
@@ -211,17 +218,19 @@ def rehearse(
             skipped.append((claim.id, f"skipped at full scale: {why}"))
             continue
         for arm_name in claim.arm_names():
-            params = rehearsal_params(claim, arm_name)
+            params = rehearsal_params(claim, arm_name, extra_cuts)
             key = (claim.experiment, params.model_dump_json())
             entry = arms.setdefault(key, Arm(claim.experiment, params))
             entry.claims.append((claim, arm_name))
     with contextlib.ExitStack() as stack:
         root = Path(data_root) if data_root else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repro-")))
-        fabricate(root)
+        if not data_root:
+            fabricate(root)
         stack.enter_context(_fabricated_environment(root))
         for arm in arms.values():
             first = arm.claims[0][0]
-            arm.seeds = replicate_seeds(first.seed, SEEDS.get(arm.experiment, 2))
+            n_seeds = max(c.n_seeds("full") for c, _ in arm.claims) if all_seeds else SEEDS.get(arm.experiment, 2)
+            arm.seeds = replicate_seeds(first.seed, n_seeds)
             t0 = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from repro import registry
 from repro.cli import app
 from repro.executors import ClusterUnavailableError, Job, LocalExecutor, SlurmExecutor, plan_jobs, run_claims
+from repro.judge import evaluate, replicate_seeds
 from repro.load import load_claims
-from repro.runner import evaluate, replicate_seeds, run_claim
+from repro.runner import run_claim
 from repro.store import Store
 
 from .helpers import SOURCES, claim_text, write_claims
@@ -389,7 +390,7 @@ def test_slurm_parameters_reach_sbatch(tmp_path, monkeypatch):
 
 
 def test_worker_environment_gives_each_worker_its_share_of_the_cores_and_passive_waits():
-    from repro.executors import worker_environment
+    from repro.workers import worker_environment
 
     assert worker_environment(2, cpus=2) == {
         "OMP_WAIT_POLICY": "PASSIVE",
@@ -401,7 +402,7 @@ def test_worker_environment_gives_each_worker_its_share_of_the_cores_and_passive
 
 
 def test_environment_for_workers_keeps_what_the_user_set_and_restores(monkeypatch):
-    from repro.executors import environment_for_workers
+    from repro.workers import environment_for_workers
 
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
@@ -417,7 +418,7 @@ def _omp_environment() -> tuple[str | None, str | None]:
 
 def test_pool_workers_start_with_passive_openmp_waits(monkeypatch):
     """The spawned pool's workers see the environment before they import torch."""
-    from repro.executors import environment_for_workers
+    from repro.workers import environment_for_workers
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -23,11 +23,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from repro import registry
+from repro.judge import evaluate
 from repro.load import load_claims
 from repro.report import build_report, cache
 from repro.report.cache import FigureCache, draws_from, figure_inputs, results_only
 from repro.report.encode import RC, _path_data, compact_svg, figure_svg, svg_data_uri
-from repro.runner import evaluate, run_claim
+from repro.runner import run_claim
 from repro.store import Store
 
 from .helpers import claim_text, write_claims

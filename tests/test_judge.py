@@ -73,8 +73,7 @@ def test_holm_decides_and_raw_p_stays_beside_it(tmp_path):
 def test_holm_can_leave_a_raw_reproduction_inconclusive(tmp_path):
     """10 of 11 seeds beyond: raw p = 12/2048 = 0.0059 reproduces alone; beside two members that show
     nothing it is the family's smallest p, and Holm's first step multiplies it by 3 (0.0176)."""
-    from repro.judge import correct
-    from repro.runner import ClaimRun
+    from repro.judge import ClaimRun, correct
 
     body = "".join(CLAIM.format(i=i, extra="").replace("seeds = 9", "seeds = 11") for i in range(3))
     claim_set = load_claims(write_claims(tmp_path / "c", body, name="fam.toml"))

@@ -18,10 +18,11 @@ import repro.report
 from repro import registry, stats
 from repro.claim import Claim
 from repro.experiments import tms_plots
+from repro.judge import ClaimRun
 from repro.load import ClaimSet, load_claims
 from repro.report import build_report
 from repro.report.figures import figure_to_data_uri
-from repro.runner import ClaimRun, run_claim
+from repro.runner import run_claim
 from repro.store import Store, StoredResult
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "claims" / "calibration.toml"
@@ -370,7 +371,7 @@ def _synthetic_run(tmp_path: Path, n: int = 6, m: int = 2, sweep=(1.0, 0.1, 0.01
 
 def test_tms_figures_on_a_tiny_real_run(filled):
     claim_set, store = filled
-    from repro.runner import evaluate
+    from repro.judge import evaluate
 
     run = evaluate(claim_set.get("tiny.tms.pentagon"), "ci", store)
     assert run.verdict.outcome == "reproduced"

@@ -32,11 +32,12 @@ from PIL import Image
 
 from repro import registry
 from repro.experiments import tms_plots
+from repro.judge import evaluate
 from repro.load import load_claims
 from repro.report import build_report
 from repro.report.encode import RC, compact_svg, svg_data_uri
 from repro.report.figures import observed_figure
-from repro.runner import evaluate, run_claim
+from repro.runner import run_claim
 from repro.store import Store
 
 CHROMIUM = Path("/usr/bin/chromium")

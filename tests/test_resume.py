@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
+from repro.judge import evaluate
 from repro.load import load_claims
-from repro.runner import evaluate
 from repro.store import Store
 
 from .helpers import write_claims

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from repro import registry
+from repro.judge import evaluate, replicate_seeds
 from repro.load import load_claims
-from repro.runner import evaluate, replicate_seeds, run_claim
+from repro.runner import run_claim
 from repro.store import Store
 
 from .helpers import claim_text, skipped_claim_text, write_claims

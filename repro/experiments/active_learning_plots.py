@@ -1,6 +1,6 @@
 """Figures of ``stall.active_learning`` claims for the report: ``FIGURES`` is the experiment's mapping.
 
-Each function takes (claim, run), a :class:`repro.runner.ClaimRun`, and returns a matplotlib
+Each function takes (claim, run), a :class:`repro.judge.ClaimRun`, and returns a matplotlib
 ``Figure`` (object API, no pyplot) or None when it has nothing to draw. Stored arrays per seed:
 ``tsne`` (n, 2) and ``tsne_labels`` (n,); ``cosine_hist_source`` / ``_uncentred`` / ``_centred``
 (counts in 100 bins over [-1, 1]); ``queried_counts`` (queries, classes); ``classes`` (names).
@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats
 
 from repro.claim import Claim
-from repro.report.figures import arms_with_results, results_only, seed_arrays
-from repro.runner import ClaimRun
-from repro.store import StoredResult
+from repro.plotting import arms_with_results, results_only, seed_arrays
+
+if TYPE_CHECKING:
+    from repro.judge import ClaimRun
+    from repro.store import StoredResult
 
 __all__ = ["FIGURES", "cosine_histograms", "per_round_scores", "queried_classes", "tsne_maps"]
 

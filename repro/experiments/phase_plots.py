@@ -1,6 +1,6 @@
 """Figures of ``phase.one_neuron`` claims for the report: ``FIGURES`` is the experiment's figure mapping.
 
-Each function takes (claim, run), a :class:`repro.runner.ClaimRun` with the stored per-seed results,
+Each function takes (claim, run), a :class:`repro.judge.ClaimRun` with the stored per-seed results,
 and returns a matplotlib ``Figure`` (object API, no pyplot) or None when there is nothing to draw.
 Stored arrays per seed (K cells, r-major): r, density, model_class, theory_class (K,), W (K, 1, 2),
 b (K, 2), loss (K,), far (K,) bool. The grid is log-spaced on both axes, so each diagram is one
@@ -12,7 +12,7 @@ s*(r) = 4 min(1, r) / (2 (1 + r) + 3 min(1, r)), and the line r = 1 above it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
@@ -21,8 +21,10 @@ from matplotlib.patches import Patch
 
 from repro.claim import Claim
 from repro.experiments.phase import CLASSES
-from repro.report.figures import results_only, seed_arrays
-from repro.runner import ClaimRun
+from repro.plotting import results_only, seed_arrays
+
+if TYPE_CHECKING:
+    from repro.judge import ClaimRun
 
 __all__ = ["FIGURES", "disagreement_diagram", "empirical_diagram", "theory_diagram"]
 

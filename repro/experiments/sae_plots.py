@@ -1,6 +1,6 @@
 """Figures of ``sae.mnist`` claims for the report: ``FIGURES`` is the experiment's figure mapping.
 
-Each function takes (claim, run), a :class:`repro.runner.ClaimRun`, and returns a matplotlib
+Each function takes (claim, run), a :class:`repro.judge.ClaimRun`, and returns a matplotlib
 ``Figure`` (object API, no pyplot) or None when it has nothing to draw. Curves average every stored
 seed; pictures of single latents show the first stored seed of each arm and say which. The
 dictionary a picture shows is the claim's ``at`` (an index into ``params.dictionaries``), else the
@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from repro.claim import Claim
-from repro.report.figures import arms_with_results, draws_from, results_only, seed_arrays
-from repro.runner import ClaimRun
-from repro.store import StoredResult
+from repro.plotting import arms_with_results, draws_from, results_only, seed_arrays
+
+if TYPE_CHECKING:
+    from repro.judge import ClaimRun
+    from repro.store import StoredResult
 
 __all__ = ["FIGURES", "dead_latent_histogram", "l0_vs_reconstruction", "probe_vs_size", "top_inputs_grid"]
 

@@ -1,6 +1,6 @@
 """Figures of ``subnetworks.split`` claims for the report: ``FIGURES`` is the experiment's figure mapping.
 
-Each function takes (claim, run), a :class:`repro.runner.ClaimRun`, and returns a matplotlib ``Figure``
+Each function takes (claim, run), a :class:`repro.judge.ClaimRun`, and returns a matplotlib ``Figure``
 (object API, no pyplot) or None when the stored seeds hold nothing to draw (a detection-only run, or a
 seed without a polysemantic unit). Pictures of one split show the first stored seed that has one and
 say which; curves and scatters use every stored seed. Stored arrays per seed: ``cluster_{a,b}_images``
@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from repro.claim import Claim
-from repro.report.figures import arms_with_results, results_only, seed_arrays
-from repro.runner import ClaimRun
-from repro.store import StoredResult
+from repro.plotting import arms_with_results, results_only, seed_arrays
+
+if TYPE_CHECKING:
+    from repro.judge import ClaimRun
+    from repro.store import StoredResult
 
 __all__ = ["FIGURES", "activation_histograms", "cluster_images", "overlap_vs_independence", "sparsity_vs_preservation"]
 

@@ -1,6 +1,6 @@
 """Figures of ``tms.train`` claims for the report: ``FIGURES`` is the experiment's figure mapping.
 
-Each function takes (claim, run), a :class:`repro.runner.ClaimRun` with the stored per-seed results,
+Each function takes (claim, run), a :class:`repro.judge.ClaimRun` with the stored per-seed results,
 and returns a matplotlib ``Figure`` (object API, no pyplot) or None when it has nothing to draw for
 that claim. Per-model pictures (W^T W, superposition bars, 2-D feature vectors) show the first
 stored seed of each arm and say which; sweep curves average over every stored seed with a 95 %
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -24,9 +24,11 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from repro.claim import Claim
-from repro.report.figures import arms_with_results, draws_from, results_only, seed_arrays
-from repro.runner import ClaimRun
-from repro.store import StoredResult
+from repro.plotting import arms_with_results, draws_from, results_only, seed_arrays
+
+if TYPE_CHECKING:
+    from repro.judge import ClaimRun
+    from repro.store import StoredResult
 
 __all__ = [
     "FIGURES",

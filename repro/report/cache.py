@@ -32,8 +32,9 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from repro.plotting import draws_from, results_only  # re-exported: the marks the cache keys on
 from repro.store import Store
 
 __all__ = ["FigureCache", "code_digest", "draws_from", "figure_inputs", "results_only"]
@@ -44,26 +45,6 @@ FORMAT = 1
 #: Modules whose code shapes every figure: the drawing and encoding of the report itself.
 REPORT_MODULES = ("repro.report.figures", "repro.report.encode", "repro.report.cache")
 LIBRARIES = ("matplotlib", "numpy", "pillow")
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def draws_from(*claim: str, verdict: tuple[str, ...] = ()) -> Callable[[F], F]:
-    """Mark a figure function that reads the stored results and only these fields of the claim and verdict.
-
-    Claims that share a setting share results, so such a figure is drawn once per distinct input in a
-    report (the other claims link to it) and cached under that input alone. A function without the
-    mark is taken to read the whole claim, its verdict and the scale.
-    """
-
-    def mark(function: F) -> F:
-        function.figure_reads = {"claim": tuple(claim), "verdict": tuple(verdict)}  # type: ignore[attr-defined]
-        return function
-
-    return mark
-
-
-#: A figure function that draws from the stored results alone, never from the claim.
-results_only = draws_from()
 
 
 def _json(value: Any) -> Any:

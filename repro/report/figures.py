@@ -21,13 +21,11 @@ the per-seed values the verdict was computed from, against the claim's threshold
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -35,10 +33,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion, Trend
-from repro.report.cache import FigureCache, canonical, draws_from, figure_inputs, results_only
+from repro.judge import ClaimRun, observations
+from repro.plotting import arms_with_results, draws_from, results_only, seed_arrays
+from repro.report.cache import FigureCache, canonical, figure_inputs
 from repro.report.encode import RC, figure_svg, svg_data_uri
-from repro.runner import ClaimRun, observations
-from repro.store import StoredResult
 
 __all__ = [
     "RC",
@@ -79,26 +77,6 @@ def figure_to_data_uri(figure: Figure) -> str:
     :func:`repro.report.encode.svg_data_uri`.
     """
     return "data:image/svg+xml;base64," + base64.b64encode(figure_svg(figure).encode("utf-8")).decode("ascii")
-
-
-@functools.lru_cache(maxsize=64)
-def _load_arrays(path: Path, mtime_ns: int) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
-
-
-def seed_arrays(result: StoredResult) -> dict[str, np.ndarray]:
-    """A stored seed's arrays ({} when it kept none), cached by file and modification time.
-
-    Several figures of a report read the same seed; the cache loads each .npz once.
-    """
-    npz = result.path.with_suffix(".npz")
-    return _load_arrays(npz, npz.stat().st_mtime_ns) if npz.exists() else {}
-
-
-def arms_with_results(run: ClaimRun, limit: int = 3) -> list[tuple[str, list[StoredResult]]]:
-    """(arm, its stored seeds) for the first ``limit`` arms that have any: what a figure draws."""
-    return [(arm, results) for arm, results in run.results.items() if results][:limit]
 
 
 def _draw(function: FigureFunction, claim: Claim, run: ClaimRun) -> str | None:

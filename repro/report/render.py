@@ -27,14 +27,14 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from repro import __version__, baseline, registry, stats
+from repro import baseline, registry, stats
+from repro._version import __version__
 from repro.baseline import status_of
 from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion, Source, Trend
-from repro.judge import judge_all
+from repro.judge import ClaimRun, judge_all
 from repro.load import ClaimSet, resolve_params
 from repro.report.cache import FigureCache
 from repro.report.figures import RenderedFigure, observed_figure, render_figures
-from repro.runner import ClaimRun
 from repro.store import Store, StoredResult
 
 __all__ = ["STATUSES", "build_report", "status_of"]
