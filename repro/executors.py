@@ -15,8 +15,9 @@ Executors:
 ``slurm``
     One SLURM job per job through submitit (one job array), each on ``gpus_per_job`` GPUs; a job
     that gets several GPUs spreads its seeds over them with the local pool. Pre-empted jobs are
-    requeued (submitit checkpointing) and resume from the store. ``cluster="local"`` runs the
-    same path with submitit's local executor, which is how it is tested without a cluster.
+    requeued (submitit checkpointing) and resume from the store. Job states come from squeue, so a
+    cluster without accounting storage works too. ``cluster="local"`` runs the same path with
+    submitit's local executor, which is how it is tested without a cluster.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import pwd
+import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -296,12 +299,8 @@ def _submitit_job(job: Job, store_root: str, device: str) -> JobOutcome:
         parts = [Job(job.claim, job.scale, job.seeds[i : i + per], job.force) for i in range(0, len(job.seeds), per)]
         outcomes = LocalExecutor("cuda", workers=min(n_gpus, len(parts))).run(parts, Store(store_root))
         errors = [o.error for o in outcomes if o.error]
-        return JobOutcome(
-            job,
-            computed=sum(o.computed for o in outcomes),
-            error=errors[0] if errors else None,
-            wall_s=max(o.wall_s for o in outcomes),
-        )
+        computed, wall_s = sum(o.computed for o in outcomes), max(o.wall_s for o in outcomes)
+        return JobOutcome(job, computed=computed, error=errors[0] if errors else None, wall_s=wall_s)
     return run_job(job, store_root, device)
 
 
@@ -321,43 +320,33 @@ class _ReproJob(submitit.helpers.Checkpointable):
         return _submitit_job(job, store_root, device)
 
 
+@dataclass(kw_only=True)
 class SlurmExecutor:
     """One SLURM job per :class:`Job` (a job array), submitted with submitit.
 
     ``folder`` holds submitit's pickles and each job's stdout/stderr (default: ``<store>/jobs``).
     ``cluster`` "slurm" on a cluster; "local" runs the same jobs as local subprocesses (tests).
+    Waiting, it asks the queue (:func:`_queue_states`) after 1, 2, 4, ... s, then every ``poll_s``: a
+    job over without a result for ``result_grace_s`` is an error naming its log.
     """
 
     name = "slurm"
+    partition: str | None = None
+    gpus_per_job: int = 1
+    timeout_min: int = 240
+    cpus_per_job: int | None = None
+    mem_gb: float | None = None
+    max_parallel: int | None = None
+    folder: str | Path | None = None
+    device: str = "auto"
+    cluster: str = "slurm"
+    poll_s: float = 15.0
+    result_grace_s: float = 15.0  # how long a finished job's result may take to reach the shared file system
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(
-        self,
-        *,
-        partition: str | None = None,
-        gpus_per_job: int = 1,
-        timeout_min: int = 240,
-        cpus_per_job: int | None = None,
-        mem_gb: float | None = None,
-        max_parallel: int | None = None,
-        folder: str | Path | None = None,
-        device: str = "auto",
-        cluster: str = "slurm",
-        poll_s: float = 15.0,
-        extra: dict[str, Any] | None = None,
-    ):
-        if gpus_per_job < 0:
+    def __post_init__(self):
+        if self.gpus_per_job < 0:
             raise ValueError("gpus_per_job must be 0 or more")
-        self.partition = partition
-        self.gpus_per_job = gpus_per_job
-        self.timeout_min = timeout_min
-        self.cpus_per_job = cpus_per_job
-        self.mem_gb = mem_gb
-        self.max_parallel = max_parallel
-        self.folder = folder
-        self.device = device
-        self.cluster = cluster
-        self.poll_s = poll_s
-        self.extra = extra or {}
 
     def _executor(self, store: Store):
         folder = Path(self.folder) if self.folder else Path(store.root) / "jobs"
@@ -367,15 +356,9 @@ class SlurmExecutor:
             raise ClusterUnavailableError(f"--executor {self.name}: {exc}") from None
         params: dict[str, Any] = {"name": "repro", "timeout_min": self.timeout_min, "gpus_per_node": self.gpus_per_job}
         params["tasks_per_node"] = 1
-        if self.cpus_per_job:
-            params["cpus_per_task"] = self.cpus_per_job
-        if self.mem_gb:
-            params["mem_gb"] = self.mem_gb
-        if self.partition:
-            params["slurm_partition"] = self.partition
-        if self.max_parallel:
-            params["slurm_array_parallelism"] = self.max_parallel
-        params.update(self.extra)
+        optional = {"cpus_per_task": self.cpus_per_job, "mem_gb": self.mem_gb, "slurm_partition": self.partition}
+        optional["slurm_array_parallelism"] = self.max_parallel
+        params.update({key: value for key, value in optional.items() if value}, **self.extra)
         executor.update_parameters(**params)
         return executor
 
@@ -395,16 +378,61 @@ class SlurmExecutor:
         handles = self.submit(jobs, store)
         if on_progress and handles:
             on_progress(f"{len(handles)} {self.cluster} jobs submitted ({handles[0].job_id.split('_')[0]})")
-        index = {id(h): i for i, h in enumerate(handles)}
         outcomes: list[JobOutcome | None] = [None] * len(jobs)
-        for handle in submitit.helpers.as_completed(handles, poll_frequency=self.poll_s):
-            i = index[id(handle)]
-            try:
-                outcome = handle.result()
-            except Exception as exc:  # crashed, cancelled, out of time or memory: run again to resume
-                reason = f"{_last_line(exc)} (log: {handle.paths.stderr})"
-                outcome = JobOutcome(jobs[i], error=f"{self.cluster} job {handle.job_id} failed: {reason}")
-            outcomes[i] = outcome
-            if on_done:
-                on_done(outcome)
+        waiting, ended_at, delay = dict(enumerate(handles)), {}, min(1.0, self.poll_s)
+        while waiting:
+            states = _queue_states() if self.cluster == "slurm" else None
+            for i, handle in list(waiting.items()):
+                state = None if states is None else states.get(handle.job_id, "GONE")
+                if handle.paths.result_pickle.exists() or (self.cluster != "slurm" and handle.done()):
+                    outcomes[i] = self._outcome(jobs[i], handle)
+                elif state not in _ENDED:  # queued, running or requeued (None: the queue did not answer)
+                    if state:
+                        ended_at.pop(i, None)
+                    continue
+                elif time.monotonic() - ended_at.setdefault(i, time.monotonic()) < self.result_grace_s:
+                    continue  # over: its result may still be on its way through the shared file system
+                else:
+                    outcomes[i] = self._outcome(jobs[i], handle, ended=state)
+                del waiting[i]
+                if on_done:
+                    on_done(outcomes[i])
+            if waiting:
+                time.sleep(delay)
+                delay = min(self.poll_s, 2 * delay)
         return [o for o in outcomes if o is not None]
+
+    def _outcome(self, job: Job, handle: Any, ended: str | None = None) -> JobOutcome:
+        """The job's own outcome; an error naming its log when it failed, or ``ended`` without a result."""
+        name, log_path = f"{self.cluster} job {handle.job_id}", Path(handle.paths.stderr)
+        if ended is None:
+            try:
+                return handle.result()
+            except Exception as exc:  # crashed, cancelled, out of time or memory: run again to resume
+                return JobOutcome(job, error=f"{name} failed: {_last_line(exc)} (log: {log_path})")
+        text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+        lines = [x.strip() for x in text.splitlines() if x.strip()]  # SLURM's "*** JOB 7 ON n1 CANCELLED AT ..."
+        why = next((f": {x}" for x in reversed(lines) if "***" in x), f": {lines[-1]}" if lines else "")
+        state = "no longer in the queue" if ended == "GONE" else ended
+        why = f"({state}: cancelled, out of time or memory, or its node lost){why}"
+        return JobOutcome(job, error=f"{name} ended without a result {why} (log: {log_path})")
+
+
+#: squeue states of a job that is over (GONE: no longer listed); a requeued job is PENDING or REQUEUED again.
+_ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "GONE", "NODE_FAIL", "OUT_OF_MEMORY"}
+_ENDED |= {"PREEMPTED", "REVOKED", "TIMEOUT"}
+
+
+def _queue_states() -> dict[str, str] | None:
+    """This user's jobs in SLURM's queue, job id -> state (ended ones for MinJobAge); None: no answer.
+
+    Not sacct (submitit's way): without accounting storage it fails, and a job that wrote no result never ends.
+    """
+    user = pwd.getpwuid(os.getuid()).pw_name
+    command = ["squeue", f"--user={user}", "--noheader", "--array", "--states=all", "--format=%i|%T"]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("squeue gave no job states (%s); waiting for it", exc)
+        return None
+    return dict(line.strip().split("|", 1) for line in out.splitlines() if "|" in line)

@@ -15,13 +15,22 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
 from repro import registry
 from repro.cli import app
-from repro.executors import ClusterUnavailableError, Job, LocalExecutor, SlurmExecutor, plan_jobs, run_claims
+from repro.executors import (
+    ClusterUnavailableError,
+    Job,
+    JobOutcome,
+    LocalExecutor,
+    SlurmExecutor,
+    plan_jobs,
+    run_claims,
+)
 from repro.judge import evaluate, replicate_seeds
 from repro.load import load_claims
 from repro.runner import run_claim
@@ -206,6 +215,91 @@ def test_cli_slurm_executor(tmp_path, monkeypatch):
     assert bad.exit_code == 2
 
 
+class _FakeSlurmJob:
+    """A submitit job handle as the waiting loop sees it: a job id, its paths, its result."""
+
+    def __init__(self, folder: Path, job_id: str, job: Job):
+        self.job_id = job_id
+        self.paths = SimpleNamespace(result_pickle=folder / f"{job_id}_result.pkl", stderr=folder / f"{job_id}_log.err")
+        self.outcome = JobOutcome(job, computed=len(job.seeds))
+
+    def done(self):
+        raise AssertionError("on SLURM a job's state comes from squeue, not from submitit's sacct")
+
+    def result(self):
+        assert self.paths.result_pickle.exists()
+        return self.outcome
+
+
+def test_slurm_wait_ends_jobs_the_queue_shows_over_without_a_result(claim, tmp_path, monkeypatch):
+    """Without accounting storage submitit never learns that a job is over: the queue tells."""
+    from repro import executors
+
+    jobs = [Job(claim, "ci", (seed,)) for seed in replicate_seeds(0, 4)]
+    handles = [_FakeSlurmJob(tmp_path, f"7_{i}", job) for i, job in enumerate(jobs)]
+    cancelled = "slurmstepd: error: *** JOB 9 ON node1 CANCELLED AT 2024-05-01T12:00:00 ***"
+    handles[2].paths.stderr.write_text(f"some output\n{cancelled}\nsrun: error: node1: task 0: Killed\n\n")
+    handles[3].paths.stderr.write_text("Traceback (most recent call last):\nMemoryError\n")
+    # Per poll (one a second): the queue's answer, and which results have appeared by then.
+    timeline = {
+        0: ({"7_0": "RUNNING", "7_1": "RUNNING", "7_2": "RUNNING", "7_3": "PENDING"}, []),
+        1: ({"7_0": "RUNNING", "7_1": "PENDING", "7_2": "CANCELLED", "7_3": "RUNNING"}, []),  # 7_1 requeued
+        2: ({"7_0": "COMPLETED", "7_1": "RUNNING", "7_2": "CANCELLED"}, [0]),  # 7_3 purged from the queue
+        3: (None, []),  # squeue did not answer
+        4: ({"7_1": "COMPLETED", "7_2": "CANCELLED"}, []),
+        5: ({"7_1": "COMPLETED", "7_2": "CANCELLED"}, [1]),  # 7_1's result reaches the file system late
+    }
+    clock = SimpleNamespace(now=0.0)
+
+    def queue_states():
+        states, finished = timeline[min(int(clock.now), 5)]
+        for i in finished:
+            handles[i].paths.result_pickle.touch()
+        return states
+
+    def sleep(seconds):
+        assert clock.now < 60, "the wait must end"
+        clock.now += seconds
+
+    monkeypatch.setattr(executors, "time", SimpleNamespace(monotonic=lambda: clock.now, sleep=sleep))
+    monkeypatch.setattr(executors, "_queue_states", queue_states)
+    executor = SlurmExecutor(gpus_per_job=0, poll_s=1.0, result_grace_s=2.5)
+    monkeypatch.setattr(executor, "submit", lambda jobs, store: handles)
+    finished_at = {}
+    outcomes = executor.run(
+        jobs, Store(tmp_path / "s"), on_done=lambda o: finished_at.setdefault(o.job.seeds, clock.now)
+    )
+    assert [o.error is None for o in outcomes] == [True, True, False, False]
+    assert [finished_at[j.seeds] for j in jobs] == [2, 5, 4, 5]  # the requeued job is never given up on
+    assert outcomes[1].computed == 1
+    assert outcomes[2].error == (
+        f"slurm job 7_2 ended without a result (CANCELLED: cancelled, out of time or memory, or its node lost): "
+        f"{cancelled} (log: {handles[2].paths.stderr})"
+    )
+    assert outcomes[3].error.startswith("slurm job 7_3 ended without a result (no longer in the queue:")
+    assert f"lost): MemoryError (log: {handles[3].paths.stderr})" in outcomes[3].error
+
+
+def test_queue_states_come_from_squeue(tmp_path, monkeypatch, caplog):
+    from repro.executors import _queue_states
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    squeue = fake / "squeue"
+    squeue.write_text(
+        f'#!/bin/sh\necho "$@" > {tmp_path}/args\nprintf "12_0|RUNNING\\n12_1|PENDING\\n13|CANCELLED\\n"\n'
+    )
+    squeue.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    assert _queue_states() == {"12_0": "RUNNING", "12_1": "PENDING", "13": "CANCELLED"}
+    args = (tmp_path / "args").read_text().split()
+    assert {"--array", "--states=all", "--noheader", "--format=%i|%T"} <= set(args)  # every array task, ended ones too
+    assert any(a.startswith("--user=") for a in args)
+    squeue.write_text("#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact slurm controller' >&2\nexit 1\n")
+    assert _queue_states() is None  # no answer: the caller keeps waiting
+    assert "squeue gave no job states" in caplog.text
+
+
 # -- two runners on one store ------------------------------------------------------------------------
 
 RACER = """
@@ -377,9 +471,11 @@ def test_slurm_parameters_reach_sbatch(tmp_path, monkeypatch):
         (fake / tool).chmod(0o755)
     store = Store(tmp_path / "s")
     executor = SlurmExecutor(partition="gpu", gpus_per_job=2, timeout_min=90, cpus_per_job=8, mem_gb=32, max_parallel=5)
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))  # no srun, as on a machine that is not a login node
     with pytest.raises(ClusterUnavailableError, match="srun"):
-        executor._executor(store)  # not a login node
-    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+        executor._executor(store)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{path}")  # these first, on a login node too
     script = executor._executor(store)._executor._make_submission_file_text("python -m submitit.core._submit x", "u")
     for line in ("--partition=gpu", "--gpus-per-node=2", "--time=90", "--cpus-per-task=8", "--mem=32GB"):
         assert f"#SBATCH {line}" in script, script
