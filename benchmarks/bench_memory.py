@@ -7,9 +7,10 @@ at the real datasets' sizes (MNIST 60k/10k, CIFAR-10 50k/10k, Tiny ImageNet 100k
 read lazily, batch by batch, so a few dozen images stand for it). Reported: the process's peak
 resident set size (ru_maxrss), and the same after importing torch and the package alone, so that
 the difference is what the family allocates. On CUDA the tensors of that difference live on the
-device instead; ``scripts/gpu-check`` records torch.cuda.max_memory_allocated there.
+device instead: ``--device cuda`` runs the same on a GPU and adds torch.cuda.max_memory_allocated
+(``scripts/gpu-check`` does).
 
-    .venv/bin/python benchmarks/bench_memory.py [--data DIR] [--families tms phase sae stall subnetworks]
+    .venv/bin/python benchmarks/bench_memory.py [--data DIR] [--device cpu|cuda] [--families tms phase ...]
 """
 
 from __future__ import annotations
@@ -45,14 +46,16 @@ import torch
 import repro.experiments, repro.rehearsal
 from repro.load import load_claims
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-experiment, root, extra, only = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+experiment, root, device = sys.argv[1], sys.argv[2], sys.argv[5]
+extra, only = json.loads(sys.argv[3]), json.loads(sys.argv[4])
 claims = [c for c in load_claims("claims") if c.experiment == experiment and not c.skipped("full")
           and (not only or c.id in only)]
-result = repro.rehearsal.rehearse(claims, data_root=root, all_seeds=True, extra_cuts=extra)
+result = repro.rehearsal.rehearse(claims, data_root=root, all_seeds=True, extra_cuts=extra, device=device)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+cuda = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
 print(json.dumps({"ok": result.ok, "problems": [p for a in result.arms for p in a.problems],
                   "base_mib": base / 1024, "peak_mib": peak / 1024, "wall_s": result.wall_s,
-                  "seeds": max(len(a.seeds) for a in result.arms), "arms": len(result.arms)}))
+                  "seeds": max(len(a.seeds) for a in result.arms), "arms": len(result.arms), "cuda_mib": cuda}))
 """
 
 
@@ -60,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, help="fabricated data at real sizes (made here when absent)")
     parser.add_argument("--families", nargs="*", default=list(EXPERIMENTS))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from repro.fabricate import REAL_SIZES, fabricate
@@ -70,11 +74,12 @@ def main() -> None:
         fabricate(data, sizes=REAL_SIZES)
         print(f"fabricated real-size data in {data} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    print("| family | seeds held at once | peak RSS (MiB) | torch + package alone (MiB) | own (MiB) | wall (s) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| family | seeds held at once | peak RSS (MiB) | torch + package alone (MiB) | own (MiB) | wall (s) | "
+          "peak CUDA allocated (MiB) |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for family in args.families:
         out = subprocess.run([sys.executable, "-c", CHILD, EXPERIMENTS[family], str(data), json.dumps(EXTRA_CUTS),
-                              json.dumps(ONLY.get(family, []))],
+                              json.dumps(ONLY.get(family, [])), args.device],
                              cwd=ROOT, env=env, capture_output=True, text=True, check=False)  # fmt: skip
         if out.returncode != 0:
             print(f"| {family} | failed: {out.stderr.strip().splitlines()[-1]} |")
@@ -82,7 +87,8 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         note = "" if r["ok"] else f" (problems: {r['problems'][:2]})"
         print(f"| {family} | {r['seeds']} | {r['peak_mib']:,.0f} | {r['base_mib']:,.0f} | "
-              f"{r['peak_mib'] - r['base_mib']:,.0f} | {r['wall_s']:.0f}{note} |", flush=True)  # fmt: skip
+              f"{r['peak_mib'] - r['base_mib']:,.0f} | {r['wall_s']:.0f}{note} | "
+              f"{'-' if r['cuda_mib'] is None else format(r['cuda_mib'], ',.0f')} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

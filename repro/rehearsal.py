@@ -200,12 +200,14 @@ def rehearse(
     on_progress: Callable[[str], None] | None = None,
     all_seeds: bool = False,
     extra_cuts: dict[str, dict[str, Any]] | None = None,
+    device: str = "cpu",
 ) -> Rehearsal:
     """Rehearse every claim of ``claims`` that runs at full scale; see the module docstring.
 
     ``data_root``: fabricated data already there (else a temporary folder is filled and removed).
     ``all_seeds``: every full-scale seed of the arm's claims instead of :data:`SEEDS` (for measuring
     memory: batched experiments hold all seeds at once). ``extra_cuts``: more cuts, per experiment.
+    ``device``: where the experiments run (a CPU by default; "cuda" measures device memory).
     """
     import torch
 
@@ -235,7 +237,7 @@ def rehearse(
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    results = registry.get(arm.experiment).run(arm.params, arm.seeds, torch.device("cpu"))
+                    results = registry.get(arm.experiment).run(arm.params, arm.seeds, torch.device(device))
                 except Exception as exc:  # the point: a traceback here instead of two hours into a GPU run
                     arm.problems.append(f"{type(exc).__name__}: {exc}")
                     arm.problems.append(traceback.format_exc(limit=-3).strip().splitlines()[-3])

@@ -17,7 +17,7 @@ def test_dry_run_lists_every_step_and_writes_nothing_outside_its_folder(tmp_path
     assert result.returncode == 0, result.stderr
     steps = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("[dry]")]
     assert steps == ["smoke", "bench-toy", "bench-diagram", "bench-active-learning", "claims-tms", "claims-phase",
-                     "report"]  # fmt: skip
+                     "report", "bench-memory"]  # fmt: skip
     assert "--scale full --device cuda" in result.stdout
 
 
