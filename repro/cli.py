@@ -35,7 +35,7 @@ app = typer.Typer(
 )
 # Logs and pipes get a wide table (rich would assume 80 columns); a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error names a file: never break its path
 
 ClaimsOpt = Annotated[Path, typer.Option("--claims", help="A claims file or folder.")]
 ScaleOpt = Annotated[str, typer.Option("--scale", help="ci (CPU, downsized) or full (the source's setting).")]
