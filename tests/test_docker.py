@@ -1,5 +1,6 @@
-"""The Docker images, as far as this machine (no Docker engine) can check them: hadolint lints every
-Dockerfile clean, and each image installs through the same scripts/install.sh that CI runs."""
+"""The Docker images, as far as the test suite checks them without a container engine: hadolint lints
+every Dockerfile clean, and each image installs exactly requirements.lock (hash-checked, torch at the
+pins scripts/install.sh installs), then the package alone. docker/test.sh builds and runs them."""
 
 from __future__ import annotations
 
@@ -57,12 +58,57 @@ def test_hadolint_does_fail_a_bad_dockerfile(tmp_path):
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
-def test_image_installs_with_the_ci_install_step(dockerfile):
-    runs = _args(dockerfile, "RUN")
-    assert any(re.search(r"(^|\s)scripts/install\.sh(\s|$)", r) for r in runs), runs
-    assert not any(re.search(r"pip\s+install|conda\s+install", r) for r in runs), "install only via install.sh"
-    assert "scripts/install.sh" in (REPO / ".ci" / "run").read_text()  # CI runs the same step
+def test_image_installs_the_lock_then_the_package_alone(dockerfile):
+    runs = " ".join(_args(dockerfile, "RUN"))
+    installs = re.findall(r"pip install ([^&]+)", runs)
+    assert [i for i in installs if "-r " in i] == [i for i in installs if "--require-hashes -r requirements.lock" in i]
+    assert any("--require-hashes -r requirements.lock" in i for i in installs), installs
+    rest = [i for i in installs if "-r " not in i]
+    assert rest and all("--no-deps" in i for i in rest), installs  # nothing outside the lock
+    assert runs.index("requirements.lock") < runs.index("--no-deps")
+    assert not re.search(r"conda\s+install", runs)
     assert _args(dockerfile, "COPY") == [". ."] and _args(dockerfile, "WORKDIR") == ["/opt/repro"]
+
+
+def _lock() -> dict[str, str]:
+    text = (REPO / "requirements.lock").read_text()
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", text, flags=re.MULTILINE))
+
+
+def test_lock_pins_every_requirement_with_hashes_and_torch_as_install_sh():
+    text = (REPO / "requirements.lock").read_text()
+    pins = _lock()
+    entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2].strip())
+    assert len(entries) == len(pins) > 20
+    assert all("--hash=sha256:" in e for e in entries), [e for e in entries if "--hash" not in e]
+    install = (REPO / "scripts" / "install.sh").read_text()
+    (torch_pin,) = re.findall(r'torch_pin="([^"]+)"', install)
+    (vision_pin,) = re.findall(r'torchvision_pin="([^"]+)"', install)
+    assert pins["torch"] == torch_pin and pins["torchvision"] == vision_pin
+    assert f"torch=={torch_pin}" in (REPO / "docker" / "requirements.in").read_text()
+
+
+def test_lock_covers_the_runtime_dependencies_and_the_test_extra():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    names = {re.split(r"[<>=!~\[; ]", w, maxsplit=1)[0].lower().replace("_", "-") for w in wanted}
+    locked = {n.lower().replace("_", "-") for n in _lock()}
+    assert names <= locked, names - locked
+    head = (REPO / "requirements.lock").read_text().splitlines()[:2]
+    command = head[1].lstrip("# ").strip()
+    assert command.startswith("uv pip compile pyproject.toml docker/requirements.in --extra test --generate-hashes")
+    assert command in (REPO / "README.md").read_text()  # the regeneration command, where people look
+
+
+def test_the_image_test_script_is_valid_bash_and_checks_the_verdicts():
+    script = REPO / "docker" / "test.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    for step in ("debootstrap", "podman build", "Dockerfile.cpu", "docker/Dockerfile ", "repro report --scale ci"):
+        assert step in text, step
+    assert '"expect"' in text  # each verdict against its claim's expectation
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -90,6 +136,10 @@ def test_base_images_are_pinned_by_tag():
     (pin,) = re.findall(r'torch_pin="([^"]+)"', install)
     assert f":{pin}-cuda" in base  # the image's torch is the one CI tests
     assert "REPRO_TORCH=system" in " ".join(_args(REPO / "docker" / "Dockerfile", "RUN"))
+    # The ci image: Debian bookworm's own python3, 3.11, the interpreter CI tests.
+    cpu = _args(REPO / "docker" / "Dockerfile.cpu", "ARG")
+    assert re.fullmatch(r"BASE_IMAGE=debian:12\.\d+-slim", next(a for a in cpu if a.startswith("BASE_IMAGE=")))
+    assert "python3=3.11." in " ".join(_args(REPO / "docker" / "Dockerfile.cpu", "RUN"))
 
 
 @pytest.mark.parametrize(("name", "scale"), [("Dockerfile", "full"), ("Dockerfile.cpu", "ci")])
