@@ -188,6 +188,15 @@ def verdict_table(runs: list[ClaimRun], title: str) -> Table:
     return table
 
 
+def _select(claim_set: ClaimSet, ids: list[str] | None) -> list[Claim]:
+    """The claims ``ids`` name (ids or prefixes), all when none; an unknown id exits 2 naming it."""
+    try:
+        return claim_set.select(ids) if ids else list(claim_set)
+    except ReproError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+
+
 def _rehearse(ids: list[str] | None, scale: str, claims: Path) -> None:
     from repro.rehearsal import rehearse
 
@@ -195,10 +204,7 @@ def _rehearse(ids: list[str] | None, scale: str, claims: Path) -> None:
         err_console.print("error: --rehearse rehearses the full scale: use it with --scale full")
         raise typer.Exit(2)
     claim_set = _load(claims)
-    try:
-        chosen = claim_set.select(ids) if ids else list(claim_set)
-    except ReproError as exc:
-        _fail(exc)
+    chosen = _select(claim_set, ids)
     result = rehearse(chosen, on_progress=lambda line: err_console.print(line, highlight=False))
     console.print(result.table(), highlight=False, soft_wrap=True)
     if not result.ok:
@@ -259,10 +265,7 @@ def run(
         err_console.print(f"error: --executor must be 'local' or 'slurm', not '{executor}'")
         raise typer.Exit(2)
     claim_set = _load(claims)
-    try:
-        chosen = claim_set.select(ids) if ids else list(claim_set)
-    except ReproError as exc:
-        _fail(exc)
+    chosen = _select(claim_set, ids)
     # A verdict is decided within its Holm family, so a claim runs with its family.
     chosen = list({m.id: m for c in chosen for m in family_members(c, claim_set, scale)}.values())
     store = Store.default()
@@ -460,10 +463,7 @@ def plan(
 
     _check_scale(scale)
     claim_set = _load(claims)
-    try:
-        chosen = claim_set.select(ids) if ids else list(claim_set)
-    except ReproError as exc:
-        _fail(exc)
+    chosen = _select(claim_set, ids)
     store = Store.default()
     table = Table(title=f"seeds for power at smallest_effect, {scale} scale (spread read from the store)")
     for column in ("claim", "test", "alpha (Holm first step)", "smallest effect", "sd", "seeds now",
