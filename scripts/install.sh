@@ -2,7 +2,8 @@
 # The one install step, shared by the README, .ci/run and the Docker images:
 # a virtual environment in .venv (or $REPRO_VENV) with torch and the package, editable.
 #
-# REPRO_TORCH=pip (default, what CI runs): torch and torchvision from PyPI at the pins below.
+# REPRO_TORCH=pip (default, what CI runs): torch and torchvision from PyPI at the pins below (and in
+#   requirements.lock, from which everything is installed).
 # REPRO_TORCH=system (docker/Dockerfile): the venv sees the interpreter's own torch, which must be
 #   exactly the pinned version (a CUDA PyTorch base image), so it is not downloaded a second time.
 set -euo pipefail
@@ -42,9 +43,11 @@ if have != want:
         f"{want[0]} / {want[1]}; use a base image with the pinned versions, or REPRO_TORCH=pip"
     )
 PY
-else
-    # torch first, pinned: these wheels are the tested ones (a CUDA build that also runs on the CPU).
-    "$venv/bin/python" -m pip install --quiet "torch==$torch_pin" "torchvision==$torchvision_pin"
 fi
-"$venv/bin/python" -m pip install --quiet -e ".[test]"
+# Exactly the versions CI tests, hash-checked (requirements.lock, also what the Docker images install;
+# torch and torchvision at the pins above, a CUDA build that also runs on the CPU). With
+# REPRO_TORCH=system the interpreter's torch already satisfies its pin and is kept. Then the package
+# itself, editable, adding nothing the lock did not pin.
+"$venv/bin/python" -m pip install --quiet --require-hashes -r requirements.lock 2> >(grep -v "is ignored: it is neither" >&2)
+"$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
 echo "installed into $venv: $("$venv/bin/python" -c 'import repro, torch; print("repro", repro.__version__, "torch", torch.__version__)')"
