@@ -58,6 +58,7 @@ WATCHED: tuple[tuple[tuple[str, ...], str], ...] = (
     *((("assertion", name), name) for name in ("threshold", "margin", "alpha", "min_fraction", "min_rho", "predicate")),
     *((("seeds", scale), "seeds") for scale in SCALES),
     *((("expect", scale), "expect") for scale in SCALES),
+    (("sequential",), "sequential"),
 )
 _NOT_RUN = re.compile(r"^(error:\s*)?not run\b", re.IGNORECASE)
 _FLOATS = ("estimate", "ci_low", "ci_high", "ci_level", "p_value", "p_adjusted", "p_opposite", "p_opposite_adjusted",
@@ -134,15 +135,19 @@ class Baseline:
 
 
 def declared(claim: Claim) -> dict[str, Any]:
-    """What the claim declares that a result must not move: its assertion, seeds and expect at each scale.
+    """What the claim declares that a result must not move: its assertion, seeds and expect at each scale,
+    and its sequential design where it has one.
 
     A skipped scale expects "skipped".
     """
-    return {
+    out = {
         "assertion": claim.assertion.model_dump(mode="json"),
         "seeds": {scale: claim.n_seeds(scale) for scale in SCALES},
         "expect": {scale: "skipped" if claim.skipped(scale) else claim.expected(scale) for scale in SCALES},
     }
+    if claim.sequential is not None:  # absent for fixed seeds, so their rows keep their bytes
+        out["sequential"] = claim.sequential.model_dump(mode="json")
+    return out
 
 
 def row(run: ClaimRun, code_version: str | None = None) -> Row:

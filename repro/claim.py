@@ -44,6 +44,7 @@ __all__ = [
     "Predicate",
     "Proportion",
     "Scale",
+    "Sequential",
     "Source",
     "Trend",
     "binomial_min_seeds",
@@ -187,6 +188,47 @@ class Equivalent(_Strict):
 Assertion = Annotated[Greater | Less | Proportion | Trend | Difference | Equivalent, Field(discriminator="test")]
 
 
+class Sequential(_Strict):
+    """Seeds on demand: the claim's seeds are computed ``batch`` at a time until it is decided.
+
+    Each scale's ``seeds`` is then the most the run may spend (``max_seeds``). After each batch an
+    anytime-valid test (an e-process, :mod:`repro.sequential`) is updated, and the run stops as soon
+    as the claim is reproduced or refuted at its alpha (within its family), or when the seeds are
+    spent (inconclusive). The seeds stay the prefix of the same SeedSequence spawn, so every seed
+    computed is reused by later runs and by other claims.
+
+    ``method`` states the test's assumption, which the claim must be able to defend: ``sign`` (none:
+    the exact law of "a seed lies strictly beyond the threshold"; the median's confidence sequence),
+    ``betting`` (the metric lies in ``bounds``; the mean), ``subgaussian`` (one seed's metric is
+    sub-Gaussian with scale ``sigma``; the mean).
+    """
+
+    batch: int = Field(ge=1, le=1000, description="Seeds computed between two looks.")
+    method: Literal["sign", "betting", "subgaussian"] = "sign"
+    bounds: tuple[float, float] | None = Field(
+        None, description="betting: the range every seed's metric lies in (the claim's stated assumption)."
+    )
+    sigma: float | None = Field(
+        None, gt=0.0, allow_inf_nan=False, description="subgaussian: the sub-Gaussian scale of one seed's metric."
+    )
+
+    @model_validator(mode="after")
+    def _assumptions(self) -> Sequential:
+        if self.method == "betting":
+            if self.bounds is None:
+                raise ValueError("method 'betting' needs 'bounds = [low, high]', the range the metric lies in")
+            low, high = self.bounds
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"bounds must be finite with low < high, got {list(self.bounds)}")
+        elif self.bounds is not None:
+            raise ValueError(f"'bounds' is the assumption of method 'betting', not of '{self.method}'")
+        if self.method == "subgaussian" and self.sigma is None:
+            raise ValueError("method 'subgaussian' needs 'sigma', the sub-Gaussian scale of one seed's metric")
+        if self.method != "subgaussian" and self.sigma is not None:
+            raise ValueError(f"'sigma' is the assumption of method 'subgaussian', not of '{self.method}'")
+        return self
+
+
 class Scale(BaseModel):
     """One scale of a claim. Known keys below; every other key overrides an experiment param.
 
@@ -275,6 +317,11 @@ class Claim(_Strict):
     changed: tuple[Change, ...] = Field(
         (), description="Dated notes for changes of threshold, margin, alpha, seeds or expect."
     )
+    sequential: Sequential | None = Field(
+        None,
+        description="Seeds on demand: computed in batches until an anytime-valid test decides; each scale's "
+        "seeds are then the most a run may spend.",
+    )
 
     @field_validator("scales")
     @classmethod
@@ -306,6 +353,13 @@ class Claim(_Strict):
             raise ValueError(f"assertion '{self.assertion.test}' reads one arm; arms need difference/equivalent")
         if self.at is not None and not math.isfinite(self.at):
             raise ValueError("at must be finite")
+        if self.sequential is not None:
+            if isinstance(self.assertion, (Difference, Equivalent)) and not self.assertion.paired:
+                raise ValueError("sequential seeds need paired arms: set assertion.paired = true")
+            if isinstance(self.assertion, (Proportion, Trend)) and self.sequential.method != "sign":
+                raise ValueError(
+                    f"a {self.assertion.test} claim is decided by signs of per-seed values: sequential.method 'sign'"
+                )
         needed = min_seeds(self.assertion.alpha)
         for scale in SCALES:
             if self.skipped(scale):

@@ -24,7 +24,7 @@ from repro import baseline, registry
 from repro._version import __version__
 from repro.claim import Claim
 from repro.errors import BaselineError, ReproError
-from repro.judge import ClaimRun, correct, family_members, replicate_seeds
+from repro.judge import ClaimRun, correct, family_members, replicate_seeds, seeds_wanted
 from repro.load import ClaimSet, load_claims, resolve_params
 from repro.store import Store
 
@@ -287,7 +287,10 @@ def run(
         runner_ = LocalExecutor(device, workers=workers)
     if executor == "slurm" and not wait:
         try:
-            jobs, _ = plan_jobs(chosen, scale, store, seeds_per_job=seeds_per_job, force=force)
+            # A sequential claim submits its next batch; the same command again submits the one after.
+            wanted = {c.id: seeds_wanted(c, scale, store, claim_set.family_size(c, scale))
+                      for c in chosen if c.sequential is not None and not c.skipped(scale)}  # fmt: skip
+            jobs, _ = plan_jobs(chosen, scale, store, seeds_per_job=seeds_per_job, force=force, wanted=wanted)
             handles = runner_.submit(jobs, store) if jobs else []
         except ReproError as exc:
             _fail(exc)
@@ -321,6 +324,7 @@ def run(
                 on_plan=planned,
                 on_progress=lambda msg: progress.update(task, description=msg),
                 on_done=done,
+                family_sizes={c.id: claim_set.family_size(c, scale) for c in chosen},
             )
         except ReproError as exc:
             _fail(exc)

@@ -119,13 +119,20 @@ def run_job(job: Job, store_root: str | Path, device: str | None = None, on_prog
 
 
 def plan_jobs(
-    claims: Sequence[Claim], scale: str, store: Store, *, seeds_per_job: int = 0, force: bool = False
+    claims: Sequence[Claim],
+    scale: str,
+    store: Store,
+    *,
+    seeds_per_job: int = 0,
+    force: bool = False,
+    wanted: dict[str, int] | None = None,
 ) -> tuple[list[Job], dict[str, list[int]]]:
     """Jobs for the seeds the store lacks (every seed, with force), and for each claim the jobs it waits on.
 
     Claims that share a setting share results: a seed whose results an earlier job already computes
     gets no second job, and the later claim waits on the earlier job. ``seeds_per_job`` 0 puts all of
     a claim's seeds in one job (batched experiments train them as one tensor); 1 is one job per seed.
+    ``wanted``: claim id -> how many of its seeds (a prefix) to plan for; all of them by default.
     """
     if seeds_per_job < 0:
         raise ValueError("seeds_per_job must be 0 (all of a claim's seeds in one job) or more")
@@ -138,6 +145,8 @@ def plan_jobs(
             continue
         experiment = get_experiment(claim.experiment).name
         seeds = judge.replicate_seeds(claim.seed, claim.n_seeds(scale))
+        if wanted is not None and claim.id in wanted:
+            seeds = seeds[: wanted[claim.id]]
         keyed = judge.keys_of(claim, scale, seeds)
         needed: dict[int, list[tuple[str, str]]] = {}
         depends: set[int] = set()
@@ -163,6 +172,14 @@ def plan_jobs(
     return jobs, waits_on
 
 
+def _wanted(claim: Claim, scale: str, store: Store, sizes: dict[str, int], force: bool) -> int:
+    """A sequential claim's first round: its next batch, or (force) the prefix stored now, recomputed."""
+    if force:
+        stored = judge.sequential_state(claim, scale, store, sizes.get(claim.id, 1)).stored
+        return stored or min(claim.sequential.batch, claim.n_seeds(scale))  # type: ignore[union-attr]
+    return judge.seeds_wanted(claim, scale, store, sizes.get(claim.id, 1))
+
+
 def run_claims(
     claims: Sequence[Claim],
     scale: str,
@@ -174,16 +191,36 @@ def run_claims(
     on_plan: Callable[[list[Job]], None] | None = None,
     on_progress: Progress | None = None,
     on_done: Done | None = None,
+    family_sizes: dict[str, int] | None = None,
 ) -> list[judge.ClaimRun]:
-    """Plan the missing jobs, run them on the executor, then judge every claim from the store."""
+    """Plan the missing jobs, run them on the executor, then judge every claim from the store.
+
+    Sequential claims take rounds: each round plans their next batch of seeds (within their family
+    of ``family_sizes[id]``, 1 by default), until each is decided, spent or failed.
+    """
     executor = executor or LocalExecutor()
-    jobs, waits_on = plan_jobs(claims, scale, store, seeds_per_job=seeds_per_job, force=force)
+    sizes = family_sizes or {}
+    sequential = [c for c in claims if c.sequential is not None and not c.skipped(scale)]
+    wanted = {c.id: _wanted(c, scale, store, sizes, force) for c in sequential}
+    jobs, waits_on = plan_jobs(claims, scale, store, seeds_per_job=seeds_per_job, force=force, wanted=wanted)
     if on_plan:
         on_plan(jobs)
     outcomes = executor.run(jobs, store, on_progress=on_progress, on_done=on_done) if jobs else []
+    mine_of = {c.id: [outcomes[i] for i in waits_on[c.id]] for c in claims}
+    while sequential:  # the next batch of each sequential claim not yet decided, spent or failed
+        sequential = [c for c in sequential if not any(o.error for o in mine_of[c.id])]
+        wanted = {c.id: judge.seeds_wanted(c, scale, store, sizes.get(c.id, 1)) for c in sequential}
+        jobs, waits_on = plan_jobs(sequential, scale, store, seeds_per_job=seeds_per_job, wanted=wanted)
+        if not jobs:
+            break
+        if on_plan:
+            on_plan(jobs)
+        outcomes = executor.run(jobs, store, on_progress=on_progress, on_done=on_done)
+        for c in sequential:
+            mine_of[c.id] += [outcomes[i] for i in waits_on[c.id]]
     runs = []
     for claim in claims:
-        mine = [outcomes[i] for i in waits_on[claim.id]]
+        mine = mine_of[claim.id]
         own = [o for o in mine if o.job.claim.id == claim.id]
         wall = sum(o.wall_s for o in own)
         computed = sum(o.computed for o in own)
@@ -191,7 +228,7 @@ def run_claims(
         if errors:
             runs.append(judge.ClaimRun.failed(claim, scale, errors[0], wall_s=wall, computed=computed))
             continue
-        run = judge.evaluate(claim, scale, store, wall_s=wall, computed=computed)
+        run = judge.evaluate(claim, scale, store, wall_s=wall, computed=computed, family_size=sizes.get(claim.id, 1))
         shared_errors = [f"{o.job.claim.id}: {o.error}" for o in mine if o.error]
         if run.verdict.outcome == "error" and shared_errors:  # a job it shares results with failed
             run.verdict = stats.error_verdict(claim.assertion, f"{run.verdict.message}; {shared_errors[0]}")

@@ -29,14 +29,18 @@ from repro.store import Store, StoredResult, result_key
 
 __all__ = [
     "ClaimRun",
+    "SequentialState",
     "correct",
     "evaluate",
+    "evaluate_sequential",
     "family_members",
     "judge",
     "judge_all",
     "keys_of",
     "observations",
     "replicate_seeds",
+    "seeds_wanted",
+    "sequential_state",
 ]
 
 
@@ -150,14 +154,20 @@ def observations(
     return values, sweep
 
 
-def evaluate(claim: Claim, scale: str, store: Store, *, wall_s: float = 0.0, computed: int = 0) -> ClaimRun:
+def evaluate(
+    claim: Claim, scale: str, store: Store, *, wall_s: float = 0.0, computed: int = 0, family_size: int = 1
+) -> ClaimRun:
     """Judge a claim from stored results alone; missing seeds make it 'error' (not run).
 
     A claim whose scale declares ``skip`` is judged on nothing: its verdict says why it is not run.
+    A sequential claim is judged on the stored prefix of its seeds up to its stop
+    (:func:`evaluate_sequential`; ``family_size`` sets its bar).
     """
     if claim.skipped(scale):
         message = f"skipped at scale {scale}: {claim.skipped(scale)}"
         return ClaimRun.failed(claim, scale, message, wall_s=wall_s, computed=computed)
+    if claim.sequential is not None:
+        return evaluate_sequential(claim, scale, store, family_size, wall_s=wall_s, computed=computed)
     seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
     keyed = keys_of(claim, scale, seeds)
     results: dict[str, list[StoredResult]] = {}
@@ -176,6 +186,130 @@ def evaluate(claim: Claim, scale: str, store: Store, *, wall_s: float = 0.0, com
         run.verdict = stats.decide(claim.assertion, values, sweep)
     except (ValueError, KeyError) as exc:
         run.verdict = stats.error_verdict(claim.assertion, str(exc))
+    return run
+
+
+# -- sequential claims ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SequentialState:
+    """A sequential claim's stored prefix and the decision on it (None: undecided so far)."""
+
+    seeds: list[int]  # every seed the claim may spend (max_seeds), in spawn order
+    results: dict[str, list[StoredResult]]  # arm -> the stored prefix, the same length in every arm
+    stopped_at: int | None  # seeds up to the decision, when a side has crossed its bar
+    decision: object | None  # repro.sequential.SequentialDecision on the stored prefix
+
+    @property
+    def stored(self) -> int:
+        return min((len(r) for r in self.results.values()), default=0)
+
+
+def sequential_state(claim: Claim, scale: str, store: Store, family_size: int = 1) -> SequentialState:
+    """Read the longest stored prefix of a sequential claim's seeds and decide on it.
+
+    The decision is the first seed at which either e-process's running maximum exceeds
+    ``family_size / alpha`` (Ville's inequality makes any such stop valid), so it does not depend on
+    how many further seeds other claims or runs have stored: the verdict is the same however the
+    seeds were computed.
+    """
+    from repro import sequential
+
+    assert claim.sequential is not None
+    seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
+    results: dict[str, list[StoredResult]] = {}
+    for arm, (_, keys) in keys_of(claim, scale, seeds).items():
+        prefix = []
+        for key in keys:
+            loaded = store.load(claim.experiment, key)
+            if loaded is None:
+                break
+            prefix.append(loaded)
+        results[arm] = prefix
+    n = min((len(r) for r in results.values()), default=0)
+    results = {arm: r[:n] for arm, r in results.items()}
+    if n < 2:
+        return SequentialState(seeds, results, None, None)
+    values, sweep = observations(claim, results)
+    design = claim.sequential
+    path = sequential.sequential_path(
+        claim.assertion, values, sweep, method=design.method, bounds=design.bounds, sigma=design.sigma
+    )
+    decision = sequential.decide_sequential(path, claim.assertion.alpha, level_divisor=family_size)
+    stopped = decision.stopped_at if decision.outcome != "inconclusive" else None
+    return SequentialState(seeds, results, stopped, decision)
+
+
+def seeds_wanted(claim: Claim, scale: str, store: Store, family_size: int = 1) -> int:
+    """How many of a sequential claim's seeds the next step of its run needs in the store.
+
+    Decided, or every seed stored: what is there (nothing more to compute). Otherwise the stored
+    prefix rounded up to the next whole batch, at most max_seeds.
+    """
+    assert claim.sequential is not None
+    state = sequential_state(claim, scale, store, family_size)
+    cap, batch = len(state.seeds), claim.sequential.batch
+    if state.stopped_at is not None or state.stored >= cap:
+        return state.stored
+    return min(cap, (state.stored // batch + 1) * batch)
+
+
+def evaluate_sequential(
+    claim: Claim, scale: str, store: Store, family_size: int = 1, *, wall_s: float = 0.0, computed: int = 0
+) -> ClaimRun:
+    """A sequential claim's verdict from its stored prefix: decided at its stop, inconclusive when every
+    seed is spent undecided, 'not run' while the run has more seeds to spend."""
+    assert claim.sequential is not None
+    design, alpha = claim.sequential, claim.assertion.alpha
+    state = sequential_state(claim, scale, store, family_size)
+    cap = len(state.seeds)
+    run = ClaimRun(claim, scale, verdict=None, seeds=state.seeds, results=state.results, computed=computed,  # type: ignore[arg-type]
+                   wall_s=wall_s)  # fmt: skip
+    if state.stopped_at is None and state.stored < cap:
+        run.verdict = stats.error_verdict(
+            claim.assertion,
+            f"not run: the sequential run is undecided after {state.stored} of at most {cap} seeds at scale {scale}",
+        )
+        return run
+    d = state.decision
+    used = state.stopped_at or cap
+    run.seeds = state.seeds[:used]
+    run.results = {arm: r[:used] for arm, r in state.results.items()}
+    values, sweep = observations(claim, run.results)
+    # The estimate and what the claim tests, in words, from the fixed test of the same estimand:
+    # the median under the sign e-process, the mean under betting or a sub-Gaussian boundary.
+    assertion = claim.assertion
+    if hasattr(assertion, "method"):
+        assertion = assertion.model_copy(update={"method": "sign" if design.method == "sign" else "t"})
+    fixed = stats.decide(assertion, values, sweep)
+    bar = family_size / alpha
+    if state.stopped_at is not None:
+        side = "against 'the claim is false'" if d.outcome == "reproduced" else "against 'the claim holds'"
+        e = d.e_value if d.outcome == "reproduced" else d.e_opposite
+        stopped = f"an e-value {side} reached {e:.3g} > {bar:.3g} after {used} of at most {cap} seeds"
+    else:
+        stopped = (f"every seed spent: after {cap} seeds the e-values are {d.e_value:.3g} and {d.e_opposite:.3g} "
+                   f"(opposite), neither above {bar:.3g}")  # fmt: skip
+    record = stats.SequentialRecord(
+        method=design.method, batch=design.batch, max_seeds=cap, seeds_used=used, e_value=min(d.e_value, 1e300),
+        e_opposite=min(d.e_opposite, 1e300), bar=bar, stopped=stopped,
+    )  # fmt: skip
+    p, p_opp = min(1.0, d.p_anytime), min(1.0, d.p_opposite_anytime)
+    # A median's confidence sequence has no finite bound until enough seeds agree: no interval then.
+    finite = math.isfinite(d.cs_low) and math.isfinite(d.cs_high)
+    low, high = (float(d.cs_low), float(d.cs_high)) if finite else (None, None)
+    outcome = d.outcome if state.stopped_at is not None else "inconclusive"
+    if outcome == "inconclusive" and family_size == 1:  # judged alone: the anytime p at alpha decides
+        outcome = "reproduced" if p < alpha else "not_reproduced" if p_opp < alpha else "inconclusive"
+    label = {"reproduced": "Reproduced", "not_reproduced": "Not reproduced", "inconclusive": "Inconclusive"}[outcome]
+    run.verdict = fixed.model_copy(update={
+        "outcome": outcome, "test": f"anytime-valid {design.method} e-process (testing by betting)",
+        "ci_low": low, "ci_high": high, "ci_method": f"time-uniform confidence sequence ({design.method})",
+        "p_value": p, "p_opposite": p_opp, "p_adjusted": None, "p_opposite_adjusted": None,
+        "shortfall": "" if outcome != "inconclusive" else f"raise the seeds (max_seeds, now {cap}) to let it run on",
+        "message": f"{label}: {fixed.tested}: {stopped}.", "sequential": record,
+    })  # fmt: skip
     return run
 
 
@@ -215,7 +349,9 @@ def correct(runs: Sequence[ClaimRun], claim_set: ClaimSet, scale: str) -> list[C
         if run.claim.id in holm:
             p, p_opp, family, size = holm[run.claim.id]
             verdict = stats.adjust(verdict, p_adjusted=p, p_opposite_adjusted=p_opp, family=family, family_size=size)
-        figure = _plan_figure(run, size) if verdict.outcome == "inconclusive" else None
+        # The planning figure is a fixed-n power calculation: a sequential claim reports its stop instead.
+        fixed = run.claim.sequential is None
+        figure = _plan_figure(run, size) if verdict.outcome == "inconclusive" and fixed else None
         if figure is not None:
             message = verdict.message.replace(verdict.shortfall, figure) if verdict.shortfall else verdict.message
             verdict = verdict.model_copy(update={"shortfall": figure, "message": message})
@@ -248,7 +384,8 @@ def judge_all(claims: Iterable[Claim], scale: str, store: Store, claim_set: Clai
     for claim in chosen:
         for member in family_members(claim, claim_set, scale):
             needed.setdefault(member.id, member)
-    runs = correct([evaluate(c, scale, store) for c in needed.values()], claim_set, scale)
+    sizes = {c.id: claim_set.family_size(c, scale) for c in needed.values()}
+    runs = correct([evaluate(c, scale, store, family_size=sizes[c.id]) for c in needed.values()], claim_set, scale)
     by_id = {run.claim.id: run for run in runs}
     return [by_id[c.id] for c in chosen]
 

@@ -73,12 +73,17 @@ class ClaimsFile(pytest.File):
             claim_set = load_claims(self.path)
         except ClaimFileError as exc:
             raise self.CollectError(f"invalid claims file:\n{exc}") from None
+        # Items of one family judge it together (its first item computes every member), so a worker
+        # that got only some of them would compute the family again beside the other worker.
+        distributed = self.config.pluginmanager.hasplugin("xdist")
         for claim in claim_set:
             for scale in SCALES:
                 item = ClaimItem.from_parent(
                     self, name=f"{claim.id}[{scale}]", claim=claim, scale=scale, claim_set=claim_set
                 )
                 item.add_marker(pytest.mark.claim)
+                if distributed:  # pytest -n N --dist loadgroup: a claims file's families stay on one worker
+                    item.add_marker(pytest.mark.xdist_group(f"claims/{self.path.name}"))
                 if scale == "full":
                     item.add_marker(pytest.mark.gpu)
                 yield item
@@ -125,7 +130,10 @@ class ClaimItem(pytest.Item):
         if key not in judged:
             store, device = Store.default(), _device()
             members = family_members(self.claim, self.claim_set, self.scale)
-            errors = {m.id: compute(m, self.scale, store=store, device=device).error for m in members}
+            sizes = {m.id: self.claim_set.family_size(m, self.scale) for m in members}
+            errors = {
+                m.id: compute(m, self.scale, store=store, device=device, family_size=sizes[m.id]).error for m in members
+            }
             runs = judge_all(members, self.scale, store, self.claim_set)
             failed = {m.id: ClaimRun.failed(m, self.scale, errors[m.id]) for m in members if errors[m.id]}
             judged[key] = {run.claim.id: failed.get(run.claim.id, run) for run in runs}

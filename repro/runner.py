@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from repro import provenance, registry
 from repro.claim import Claim
 from repro.errors import DeviceUnavailableError
-from repro.judge import ClaimRun, evaluate, keys_of, replicate_seeds
+from repro.judge import ClaimRun, evaluate, keys_of, replicate_seeds, seeds_wanted, sequential_state
 from repro.store import Store
 
 __all__ = ["Computed", "compute", "resolve_device", "run_claim"]
@@ -113,14 +113,21 @@ def compute(
     seeds: Sequence[int] | None = None,
     force: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    family_size: int = 1,
 ) -> Computed:
     """Store what the store lacks for these replicate seeds of the claim (all, by default).
+
+    A sequential claim without explicit ``seeds`` is computed a batch at a time until its verdict
+    (within a family of ``family_size``) is decided or its seeds are spent.
 
     Safe with other runners on the same store: an arm's missing seeds whose locks are free are
     computed in one experiment call; seeds another runner holds are waited for, and computed here
     only if that runner died before storing them. ``force`` recomputes the seeds this runner locks.
     """
     device = resolve_device(device)
+    if claim.sequential is not None and seeds is None and not claim.skipped(scale):
+        return _compute_sequential(claim, scale, store=store, device=device, force=force, on_progress=on_progress,
+                                   family_size=family_size)  # fmt: skip
     experiment = registry.get(claim.experiment)
     all_seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
     if seeds is not None:
@@ -160,6 +167,33 @@ def compute(
     return done
 
 
+def _compute_sequential(claim: Claim, scale: str, *, store: Store, device: str, force: bool,
+                        on_progress: Callable[[str], None] | None, family_size: int) -> Computed:  # fmt: skip
+    """Batches of a sequential claim's seeds until :func:`repro.judge.seeds_wanted` asks for no more.
+
+    ``force`` recomputes the seeds already stored once, then the run goes on from the fresh ones.
+    """
+    cap = replicate_seeds(claim.seed, claim.n_seeds(scale))
+    total = Computed()
+    if force:
+        stored = sequential_state(claim, scale, store, family_size).stored
+        if stored:
+            total = compute(claim, scale, store=store, device=device, seeds=cap[:stored], force=True,
+                            on_progress=on_progress)  # fmt: skip
+    while not total.error:
+        stored = sequential_state(claim, scale, store, family_size).stored
+        wanted = seeds_wanted(claim, scale, store, family_size)
+        if wanted <= stored:  # decided, or every seed spent
+            break
+        if on_progress:
+            on_progress(f"{claim.id}: sequential, undecided after {stored} seeds; up to {wanted} of {len(cap)}")
+        step = compute(claim, scale, store=store, device=device, seeds=cap[:wanted], on_progress=on_progress)
+        total = Computed(total.computed + step.computed, step.error)
+        if sequential_state(claim, scale, store, family_size).stored <= stored:  # nothing landed: never spin
+            break
+    return total
+
+
 def run_claim(
     claim: Claim,
     scale: str,
@@ -168,6 +202,7 @@ def run_claim(
     device: str = "auto",
     force: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    family_size: int = 1,
 ) -> ClaimRun:
     """Compute what the store lacks for this claim (or everything, with force), then evaluate.
 
@@ -175,7 +210,9 @@ def run_claim(
     process pool or a SLURM cluster.
     """
     started = time.perf_counter()
-    done = compute(claim, scale, store=store, device=device, force=force, on_progress=on_progress)
+    done = compute(claim, scale, store=store, device=device, force=force, on_progress=on_progress,
+                   family_size=family_size)  # fmt: skip
     if done.error:
         return ClaimRun.failed(claim, scale, done.error, wall_s=time.perf_counter() - started, computed=done.computed)
-    return evaluate(claim, scale, store, wall_s=time.perf_counter() - started, computed=done.computed)
+    return evaluate(claim, scale, store, wall_s=time.perf_counter() - started, computed=done.computed,
+                    family_size=family_size)  # fmt: skip

@@ -34,7 +34,17 @@ from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from repro.claim import Assertion, Difference, Equivalent, Greater, Less, Outcome, Proportion, Trend, min_seeds
 
-__all__ = ["N_RESAMPLES", "RANDOM_SEED", "Verdict", "adjust", "decide", "error_verdict", "holm", "sign_test"]
+__all__ = [
+    "N_RESAMPLES",
+    "RANDOM_SEED",
+    "SequentialRecord",
+    "Verdict",
+    "adjust",
+    "decide",
+    "error_verdict",
+    "holm",
+    "sign_test",
+]
 
 #: Seed of every permutation generator: same inputs give byte-identical verdicts.
 RANDOM_SEED = 20_240_601
@@ -46,6 +56,21 @@ _BATCH = 1000  # resamples per vectorised batch: bounds memory at 10,000 seeds
 _EXACT_SIGNED_RANK_MAX_N = 400  # exact signed-rank distribution up to here; normal approximation above
 #: scipy >= 1.15 names the generator argument ``rng``; older releases (pyproject allows 1.11) ``random_state``.
 _RNG_ARGUMENT = "rng" if "rng" in inspect.signature(stats.permutation_test).parameters else "random_state"
+
+
+class SequentialRecord(BaseModel):
+    """How a sequential claim's seeds were spent (:mod:`repro.sequential`): where it stopped and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    method: str = Field(description="sign, betting or subgaussian: the e-process and its stated assumption.")
+    batch: int
+    max_seeds: int
+    seeds_used: int = Field(description="Seeds up to the stop: the first look where a side crossed, or all.")
+    e_value: float = Field(description="Largest e-value against 'the claim is false' up to the stop.")
+    e_opposite: float = Field(description="Largest e-value against 'the claim holds' up to the stop.")
+    bar: float = Field(description="What an e-value must exceed to decide: the family's size / alpha.")
+    stopped: str = Field(description="Why the run stopped, in one sentence.")
 
 
 class Verdict(BaseModel):
@@ -80,12 +105,19 @@ class Verdict(BaseModel):
     units: int = Field(0, ge=0, description="Independent seeds behind the test (per arm when unpaired).")
     threshold: float | None = Field(description="threshold, margin, min_fraction or min_rho.")
     message: str = Field(description="One plain sentence: why this outcome.")
+    sequential: SequentialRecord | None = Field(
+        None, description="Set for a sequential claim: p-values and interval are then anytime-valid."
+    )
 
     def summary(self) -> str:
         """One line for a pytest failure or a table cell: outcome, estimate [ci], threshold, test, p."""
         if self.outcome == "error" or self.estimate is None:
             return f"{self.message} ({self.test})"
-        ci = f" [{self.ci_low:.4g}, {self.ci_high:.4g}] ({self.ci_level:.0%} {self.ci_method})"
+        ci = (
+            ""
+            if self.ci_low is None or self.ci_high is None
+            else (f" [{self.ci_low:.4g}, {self.ci_high:.4g}] ({self.ci_level:.0%} {self.ci_method})")
+        )
         p = "n/a" if self.p_value is None else f"{self.p_value:.3g}"
         if self.p_adjusted is not None:
             p += f", Holm p={self.p_adjusted:.3g} over {self.family_size} in {self.family}"

@@ -45,6 +45,7 @@ __all__ = [
     "draws_from",
     "figure_to_data_uri",
     "observed_figure",
+    "sequence_figure",
     "render_figures",
     "results_only",
     "seed_arrays",
@@ -293,3 +294,50 @@ def observed_figure(claim: Claim, run: ClaimRun) -> Figure | None:
     where = "" if claim.at is None or math.isnan(claim.at) else f" at {claim.at:g}"
     fig.suptitle(f"{claim.metric}{where}: {n} seed{'s' if n != 1 else ''} as stored")
     return fig
+
+
+@draws_from("metric", "at", "assertion", "sequential", verdict=("sequential",))
+def sequence_figure(claim: Claim, run: ClaimRun) -> Figure | None:
+    """A sequential claim's confidence sequence and e-values against seeds, up to where it stopped."""
+    from repro import sequential
+
+    record = run.verdict.sequential
+    results = {arm: rs for arm, rs in run.results.items() if rs}
+    if claim.sequential is None or record is None or not results:
+        return None
+    try:
+        values, sweep = observations(claim, results)
+        design = claim.sequential
+        path = sequential.sequential_path(
+            claim.assertion, values, sweep, method=design.method, bounds=design.bounds, sigma=design.sigma
+        )
+    except (ValueError, KeyError):
+        return None
+    seeds = np.arange(1, len(path.e_claim) + 1)
+    fig = Figure(figsize=(6.4, 3.2))
+    _margins(fig, left=0.8, right=2.1, top=0.4)
+    left, right = fig.subplots(1, 2)
+    low, high = np.asarray(path.cs_low), np.asarray(path.cs_high)
+    shown = np.isfinite(low) & np.isfinite(high)
+    # One bar per seed at which the sequence has both bounds (a median's needs a few seeds first).
+    left.vlines(seeds[shown], low[shown], high[shown], color="#6baed6", linewidth=4, label="confidence sequence")
+    left.set_xlim(0.5, len(seeds) + 0.5)
+    _hline(left, _threshold_of(claim), "threshold")
+    left.set_xlabel("seeds")
+    left.set_ylabel(path.estimand)
+    right.semilogy(seeds, np.maximum.accumulate(path.e_claim), color="#1f4e79", label="largest e so far (claim)")
+    right.semilogy(seeds, np.maximum.accumulate(path.e_opposite), color="#b2182b", label="largest e so far (opposite)")
+    right.axhline(record.bar, color="black", linestyle="--", linewidth=1, label=f"bar {record.bar:g}")
+    right.axvline(record.seeds_used, color="grey", linewidth=1)
+    right.set_xlabel("seeds")
+    _legend(right)
+    fig.suptitle(f"sequential: {record.seeds_used} of at most {record.max_seeds} seeds")
+    return fig
+
+
+def _threshold_of(claim: Claim) -> float:
+    a = claim.assertion
+    for name in ("threshold", "margin", "min_fraction", "min_rho"):
+        if hasattr(a, name):
+            return float(getattr(a, name))
+    return 0.0

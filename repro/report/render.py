@@ -34,7 +34,7 @@ from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion
 from repro.judge import ClaimRun, judge_all
 from repro.load import ClaimSet, resolve_params
 from repro.report.cache import FigureCache
-from repro.report.figures import RenderedFigure, observed_figure, render_figures
+from repro.report.figures import RenderedFigure, observed_figure, render_figures, sequence_figure
 from repro.store import Store, StoredResult
 
 __all__ = ["STATUSES", "build_report", "status_of"]
@@ -283,6 +283,8 @@ def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict, cache: FigureCache) -
     )
     if stored:
         functions = {"per-seed values": observed_figure, **registry.get(claim.experiment).figures}
+        if claim.sequential is not None:
+            functions = {"confidence sequence": sequence_figure, **functions}
         entry.figures = render_figures(claim, run, functions, memo, cache)
     return entry
 
