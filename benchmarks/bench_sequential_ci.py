@@ -75,7 +75,8 @@ def main() -> None:
         totals["same verdict"] += f == s
         print(f"| {claim.id} | {claim_set.family_size(claim, 'ci')} | {n}, {f} | {used}, {s} |")
     print(f"\n{len(rows)} claims. Seeds: fixed {totals['fixed seeds']}, sequential {totals['sequential seeds']}. "
-          f"Compute (stored runtime per seed): fixed {totals['fixed s']:.0f} s, sequential {totals['sequential s']:.0f} s. "
+          f"Compute (stored runtime per seed): fixed {totals['fixed s']:.0f} s, "
+          f"sequential {totals['sequential s']:.0f} s. "
           f"Decided: fixed {totals['fixed decided']}, sequential {totals['sequential decided']}. "
           f"Same verdict: {totals['same verdict']}.")  # fmt: skip
 

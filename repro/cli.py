@@ -1,7 +1,10 @@
-"""repro list | show | run | report | schema.
+"""repro list | show | run | report | diff | plan | schema.
 
 Exit codes: 0 every claim came out as expected; 1 some did not; 2 bad input (a malformed claims
 file, an unknown claim or experiment, a device that is not there).
+
+The typer ``app`` and its commands: options, loading, errors and exit codes. What a command prints
+(its tables and JSON documents) is built by :mod:`repro.cli_tables`.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from repro import baseline, registry
+from repro import baseline
 from repro._version import __version__
 from repro.claim import Claim
+from repro.cli_tables import claims_table, diff_table, plan_table, resolved_claim, schema_document, verdict_table
 from repro.errors import BaselineError, ReproError
-from repro.judge import ClaimRun, correct, family_members, replicate_seeds, seeds_wanted
-from repro.load import ClaimSet, load_claims, resolve_params
+from repro.judge import correct, family_members, seeds_wanted
+from repro.load import ClaimSet, load_claims
 from repro.store import Store
 
 app = typer.Typer(
@@ -40,8 +43,6 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error names a file: nev
 ClaimsOpt = Annotated[Path, typer.Option("--claims", help="A claims file or folder.")]
 ScaleOpt = Annotated[str, typer.Option("--scale", help="ci (CPU, downsized) or full (the source's setting).")]
 DEFAULT_CLAIMS = Path("claims")
-
-_COLOURS = {"reproduced": "green", "not_reproduced": "red", "inconclusive": "yellow", "error": "magenta"}
 
 
 def _fail(exc: ReproError) -> None:
@@ -81,20 +82,7 @@ def _main(
 def list_claims(claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
     """Print every claim: id, source, statement, scales."""
     claim_set = _load(claims)
-    table = Table(show_lines=False)
-    table.add_column("id", no_wrap=True)
-    for column in ("source", "statement", "expect", "seeds ci/full"):
-        table.add_column(column, overflow="fold")
-    for claim in claim_set:
-        if claim.skipped("ci"):
-            expect = f"skipped (ci) / {claim.expect}"
-        elif claim.expected("ci") != claim.expect:
-            expect = f"{claim.expected('ci')} (ci) / {claim.expect}"
-        else:
-            expect = claim.expect
-        seeds = f"{claim.n_seeds('ci')}/{claim.n_seeds('full')}"
-        table.add_row(*(escape(cell) for cell in (claim.id, claim.source, claim.statement, expect, seeds)))
-    console.print(table)
+    console.print(claims_table(claim_set))
     console.print(f"{len(claim_set)} claims from {claims}")
 
 
@@ -106,86 +94,13 @@ def show(claim_id: str, claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
         claim = claim_set.get(claim_id)
     except ReproError as exc:
         _fail(exc)
-    source = claim_set.sources[claim.source]
-    resolved = {
-        "id": claim.id,
-        "file": str(claim_set.files[claim.id]),
-        "statement": claim.statement,
-        "source": {"key": claim.source, **source.model_dump(exclude_none=True)},
-        "evidence": claim.evidence,
-        "experiment": claim.experiment,
-        "metric": claim.metric,
-        "at": claim.at,
-        "assertion": claim.assertion.model_dump(),
-        "expect": claim.expect,
-        "finding": claim.finding,
-        "family": claim_set.family(claim),
-        "control": claim.control,
-        "smallest_effect": claim.smallest_effect,
-        "changed": [change.model_dump(mode="json") for change in claim.changed],
-        "scales": {},
-    }
-    for scale in ("ci", "full"):
-        resolved["scales"][scale] = {
-            "expect": None if claim.skipped(scale) else claim.expected(scale),
-            "skip": claim.skipped(scale),
-            "family_size": claim_set.family_size(claim, scale),
-            "seeds": replicate_seeds(claim.seed, claim.n_seeds(scale)),
-            "params": {arm: resolve_params(claim, scale, arm).model_dump(mode="json") for arm in claim.arm_names()},
-        }
-    console.print_json(json.dumps(resolved, default=str))
+    console.print_json(json.dumps(resolved_claim(claim_set, claim), default=str))
 
 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of a claims file (claims, sources, and each experiment's params)."""
-    from repro.claim import Source
-
-    claim_schema = Claim.model_json_schema()
-    defs = claim_schema.pop("$defs", {})
-    for name in registry.names():
-        params = registry.get(name).params.model_json_schema()
-        defs.update(params.pop("$defs", {}))
-        defs[f"params:{name}"] = params
-    document = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "repro claims file",
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "claim": {"type": "array", "items": claim_schema},
-            "source": {"type": "object", "additionalProperties": Source.model_json_schema()},
-        },
-        "$defs": defs,
-    }
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
-
-
-def verdict_table(runs: list[ClaimRun], title: str) -> Table:
-    adjusted = [r.verdict.p_adjusted for r in runs]
-    table = Table(title=title)
-    table.add_column("claim", no_wrap=True)
-    for column in ("verdict", "estimate [CI]", "threshold", "p", "p (Holm)", "seeds", "time"):
-        table.add_column(column, overflow="fold")
-    for run, p_adj in zip(runs, adjusted, strict=True):
-        v = run.verdict
-        verdict = f"[{_COLOURS[v.outcome]}]{v.outcome}[/]" if not run.skipped else "[dim]skipped[/]"
-        if not run.as_expected:
-            verdict += f" [bold red]✗ expected {run.expected}[/]"
-        estimate = "" if v.estimate is None else f"{v.estimate:.4g}"
-        if v.ci_low is not None:
-            estimate += f" [{v.ci_low:.3g}, {v.ci_high:.3g}]"
-        table.add_row(
-            run.claim.id,
-            verdict,
-            estimate,
-            "" if v.threshold is None else f"{v.threshold:g}",
-            "" if v.p_value is None else f"{v.p_value:.2g}",
-            "" if p_adj is None else f"{p_adj:.2g}",
-            str(len(run.seeds)),
-            f"{run.wall_s:.1f}s",
-        )
-    return table
+    sys.stdout.write(json.dumps(schema_document(), indent=2) + "\n")
 
 
 def _select(claim_set: ClaimSet, ids: list[str] | None) -> list[Claim]:
@@ -398,16 +313,6 @@ def diff(
     """
     from repro.judge import judge_all
 
-    def cells(row: baseline.Row | None, with_ci: bool) -> tuple[str, str, str]:
-        """(verdict, estimate [CI], p / alpha) of one side."""
-        if row is None:
-            return "[dim]absent[/]", "", ""
-        estimate = "" if row.estimate is None else f"{row.estimate:.4g}"
-        if with_ci and row.ci_low is not None and row.ci_high is not None:
-            estimate += f" [{row.ci_low:.3g}, {row.ci_high:.3g}]"
-        p = row.p_deciding
-        return escape(row.verdict), escape(estimate), "" if p is None else f"{p:.2g} / {row.alpha:g}"
-
     if scale is not None:
         _check_scale(scale)
     try:
@@ -434,17 +339,7 @@ def diff(
         console.print(f"no differences: {shared} claims at {before.scale} scale, {before.origin} and {after.origin}",
                       markup=False, highlight=False)  # fmt: skip
         raise typer.Exit(0)
-    table = Table(title=escape(f"{before.origin} -> {after.origin} ({before.scale} scale)"))
-    table.add_column("claim", no_wrap=True)
-    for column in ("what moved", "verdict old", "verdict new", "estimate [CI] old", "estimate new", "p/alpha old",
-                   "p/alpha new"):  # fmt: skip
-        table.add_column(column, overflow="fold")
-    for delta in deltas:
-        (v_old, e_old, p_old), (v_new, e_new, p_new) = cells(delta.old, True), cells(delta.new, False)
-        what = escape("; ".join(delta.reasons))
-        table.add_row(escape(delta.id), f"[bold red]{what}[/]" if delta.moved else what, v_old, v_new, e_old, e_new,
-                      p_old, p_new)  # fmt: skip
-    console.print(table)
+    console.print(diff_table(before, after, deltas))
     moved = sum(1 for d in deltas if d.moved)
     console.print(
         f"{len(deltas)} of {len(set(before.rows) | set(after.rows))} claims differ, {moved} by a verdict or by "
@@ -462,33 +357,10 @@ def plan(
     claims: ClaimsOpt = DEFAULT_CLAIMS,
 ) -> None:
     """Seeds each claim needs for 80 % and 95 % power at its smallest_effect (spread from the store)."""
-    from repro.judge import evaluate, observations
-    from repro.plan import POWERS, plan_claim
-
     _check_scale(scale)
     claim_set = _load(claims)
     chosen = _select(claim_set, ids)
-    store = Store.default()
-    table = Table(title=f"seeds for power at smallest_effect, {scale} scale (spread read from the store)")
-    for column in ("claim", "test", "alpha (Holm first step)", "smallest effect", "sd", "seeds now",
-                   *(f"{p:.0%} power" for p in POWERS), "how"):  # fmt: skip
-        table.add_column(column, overflow="fold")
-    for claim in chosen:
-        if claim.skipped(scale):
-            continue
-        run_ = evaluate(claim, scale, store)
-        if not run_.complete and scale == "full":  # a pilot: the ci scale's spread
-            run_ = evaluate(claim, "ci", store)
-        values, sweep = observations(claim, run_.results) if run_.complete else (None, None)
-        size = claim_set.family_size(claim, scale)
-        p = plan_claim(claim, values, sweep, size)
-        table.add_row(
-            claim.id, p.test, f"{p.alpha:g} / {size} = {p.planning_alpha:.2g}",
-            "—" if p.smallest_effect is None else f"{p.smallest_effect:g}",
-            "—" if p.spread is None else f"{p.spread:.3g}", str(claim.n_seeds(scale)),
-            *("—" if p.seeds[q] is None else str(p.seeds[q]) for q in POWERS), p.how if p.seeds[POWERS[0]] else p.note,
-        )  # fmt: skip
-    console.print(table)
+    console.print(plan_table(claim_set, chosen, scale, Store.default()))
 
 
 def main() -> None:  # console-script entry point

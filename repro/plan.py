@@ -72,7 +72,7 @@ def _spread(claim: Claim, values: dict[str, np.ndarray], sweep: np.ndarray | Non
     if x is None or x.shape[0] < 2:
         return None
     if isinstance(a, Trend) and sweep is not None and x.ndim == 2:
-        from repro.stats import _spearman  # the same rho the test uses
+        from repro.stats_exact import _spearman  # the same rho the test uses
 
         centred = stats.rankdata(sweep) - (sweep.size + 1) / 2
         return float(np.std(_spearman(x, centred), ddof=1))
@@ -151,7 +151,7 @@ def seeds_for_power(claim: Claim, spread: float | None, power: float, alpha: flo
 def plan_claim(claim: Claim, values: dict[str, np.ndarray] | None, sweep: np.ndarray | None,
                family_size: int = 1) -> Plan:  # fmt: skip
     """The plan for one claim, with the spread read from ``values`` (stored per-seed results) if any."""
-    from repro.stats import _primary_test
+    from repro.stats_verdict import _primary_test
 
     a = claim.assertion
     planning_alpha = a.alpha / family_size
