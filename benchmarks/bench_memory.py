@@ -38,7 +38,14 @@ EXPERIMENTS = {
 EXTRA_CUTS = {"stall.active_learning": {"train_size": 400, "metric_test_size": 1000}}
 #: Families whose arms are all the same size: the arms measured (phase: 10^5 models a seed in each arm;
 #: the shared-mask sampler holds the largest batch).
-ONLY = {"phase": ["phase.relu.theory-agreement", "phase.zroe1.shared-masks.no-antipodal"]}
+ONLY = {
+    "phase": ["phase.relu.theory-agreement", "phase.zroe1.shared-masks.no-antipodal"],
+    # CIFAR-10 at 32 px, and Tiny ImageNet at 224 px (the largest images and the largest resident set).
+    "stall": ["stall.cifar10.as-published.silhouette-not-raised", "stall.tiny-imagenet.al-silhouette-negative"],
+}
+#: Families that train their seeds one after another (seeds held at once: 1): one seed measures their
+#: peak, as every later seed frees the previous one's network before it starts.
+ONE_SEED = {"stall", "subnetworks"}
 
 CHILD = r"""
 import json, resource, sys
@@ -50,7 +57,8 @@ experiment, root, device = sys.argv[1], sys.argv[2], sys.argv[5]
 extra, only = json.loads(sys.argv[3]), json.loads(sys.argv[4])
 claims = [c for c in load_claims("claims") if c.experiment == experiment and not c.skipped("full")
           and (not only or c.id in only)]
-result = repro.rehearsal.rehearse(claims, data_root=root, all_seeds=True, extra_cuts=extra, device=device)
+all_seeds = sys.argv[6] == "all"
+result = repro.rehearsal.rehearse(claims, data_root=root, all_seeds=all_seeds, extra_cuts=extra, device=device)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 cuda = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
 print(json.dumps({"ok": result.ok, "problems": [p for a in result.arms for p in a.problems],
@@ -79,7 +87,8 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for family in args.families:
         out = subprocess.run([sys.executable, "-c", CHILD, EXPERIMENTS[family], str(data), json.dumps(EXTRA_CUTS),
-                              json.dumps(ONLY.get(family, [])), args.device],
+                              json.dumps(ONLY.get(family, [])), args.device,
+                              "one" if family in ONE_SEED else "all"],
                              cwd=ROOT, env=env, capture_output=True, text=True, check=False)  # fmt: skip
         if out.returncode != 0:
             print(f"| {family} | failed: {out.stderr.strip().splitlines()[-1]} |")

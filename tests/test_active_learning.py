@@ -304,7 +304,7 @@ def test_candidates_are_scored_chunk_by_chunk_with_the_same_probabilities(tiny_d
     model = AL.build_model(params, data.in_channels, data.set.n_classes, 3)
     trainer = AL._Trainer(model, data, params, torch.device("cpu"))
     index = torch.arange(len(data.train_y))
-    whole = trainer.forward(data.train_x[index], source_features=False)["logits"].softmax(1)
+    whole = trainer.forward(data.train_x[index], keep=("logits",))["logits"].softmax(1)
     monkeypatch.setattr(AL, "EVAL_BATCH", 7)  # many small chunks
     chunked = trainer.probabilities(index)
     assert chunked.shape == (len(index), data.set.n_classes)

@@ -68,6 +68,9 @@ _INIT, _POOL, _ORDER, _QUERY = 0, 1, 2, 3  # random streams of a replicate seed
 TSNE_SEED = 42  # the source's TSNE(random_state=42)
 COSINE_BINS = 100  # histogram of pairwise cosines over [-1, 1]
 EVAL_BATCH = 1024
+#: Pixels per evaluation batch: 1024 images at 64 x 64. At 224 px (Tiny ImageNet resized) a batch of
+#: 1024 held ~15 GB of activations (conv1's output alone is 3.3 GB); the same pixel budget is 83 images.
+EVAL_PIXELS = EVAL_BATCH * 64 * 64
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"  # torchvision IMAGENET1K_V1
 
 
@@ -279,6 +282,12 @@ class _Data:
     resize: int | None
     set: ImageSet
 
+    @property
+    def eval_batch(self) -> int:
+        """Images per evaluation batch: EVAL_BATCH, fewer where resized inputs are large (EVAL_PIXELS)."""
+        side = self.resize or self.train_x.shape[-1]
+        return max(1, min(EVAL_BATCH, EVAL_PIXELS // (side * side)))
+
     def inputs(self, x: Tensor) -> Tensor:
         """uint8 images -> normalised float, resized, channel-expanded, channels_last (all on the device)."""
         x = (x.float().div_(255) - self.mean) / self.std
@@ -346,19 +355,25 @@ class _Trainer:
         self.passes += passes
 
     @torch.no_grad()
-    def forward(self, images: Tensor, source_features: bool = True) -> dict[str, Tensor]:
-        """Eval-mode pass in batches: logits, pooled and flattened layer4, the source's extractor."""
+    def forward(self, images: Tensor, keep: tuple[str, ...] = ("logits", "pooled", "source")) -> dict[str, Tensor]:
+        """Eval-mode pass in batches, keeping only ``keep`` of: logits, pooled and flattened ("flat")
+        layer4, the source's extractor. Only what is kept is gathered: at 224 px the flattened maps are
+        25,088 floats an image (1 GB for Tiny ImageNet's 10,000 test images)."""
         self.model.eval()
-        out: dict[str, list[Tensor]] = {"logits": [], "pooled": [], "flat": [], "source": []}
+        out: dict[str, list[Tensor]] = {name: [] for name in keep}
         layer = self.model.layer4[-1]
-        for start in range(0, len(images), EVAL_BATCH):
+        step = self.data.eval_batch
+        for start in range(0, len(images), step):
             with self.autocast():
-                fmap = _trunk(self.model, self.data.inputs(images[start : start + EVAL_BATCH]))
+                fmap = _trunk(self.model, self.data.inputs(images[start : start + step]))
                 pooled = torch.flatten(self.model.avgpool(fmap), 1)
-                out["logits"].append(self.model.fc(pooled).float())
-                out["pooled"].append(pooled.float())
-                out["flat"].append(torch.flatten(fmap, 1).float())
-                if source_features:  # the source's nn.Sequential(*children[:-2], layer4[1], layer4[1].conv2)
+                if "logits" in out:
+                    out["logits"].append(self.model.fc(pooled).float())
+                if "pooled" in out:
+                    out["pooled"].append(pooled.float())
+                if "flat" in out:
+                    out["flat"].append(torch.flatten(fmap, 1).float())
+                if "source" in out:  # the source's nn.Sequential(*children[:-2], layer4[1], layer4[1].conv2)
                     out["source"].append(torch.flatten(layer.conv2(layer(fmap)), 1).float())
         return {k: torch.cat(v) for k, v in out.items() if v}
 
@@ -371,9 +386,10 @@ class _Trainer:
         """
         self.model.eval()
         out = []
-        for start in range(0, len(index), EVAL_BATCH):
+        step = self.data.eval_batch
+        for start in range(0, len(index), step):
             with self.autocast():
-                images = self.data.inputs(self.data.train_x[index[start : start + EVAL_BATCH]])
+                images = self.data.inputs(self.data.train_x[index[start : start + step]])
                 out.append(self.model(images).float().softmax(1))
         return torch.cat(out) if out else torch.zeros(0, self.data.set.n_classes, device=index.device)
 
@@ -388,9 +404,10 @@ def _round_metrics(trainer: _Trainer, data: _Data) -> dict[str, float]:
 
 
 def _final(trainer: _Trainer, data: _Data, params: ActiveLearningParams) -> tuple[dict[str, float], dict]:
-    logits = trainer.forward(data.test_x, source_features=False)["logits"]
+    logits = trainer.forward(data.test_x, keep=("logits",))["logits"]
     accuracy = float((logits.argmax(1) == data.test_y).double().mean())
-    feats = trainer.forward(data.test_x[data.metric_index])
+    flat = ("flat",) if params.protocol == "as_published" else ()
+    feats = trainer.forward(data.test_x[data.metric_index], keep=("pooled", "source", *flat))
     labels = data.test_y[data.metric_index].cpu().numpy()
     tsne_input = feats["flat"] if params.protocol == "as_published" else feats["pooled"]
     embedding = tsne_embedding(tsne_input.cpu().numpy(), params.tsne_max_iter)
