@@ -1,6 +1,6 @@
 """Training throughput of stall.active_learning: the resident-tensor trainer against a DataLoader loop.
 
-Ours (:class:`repro.experiments.active_learning._Trainer`): the whole train split on the device as
+Ours (:class:`repro.experiments.stall.experiment._Trainer`): the whole train split on the device as
 one uint8 tensor, batches by tensor index, normalised on the device, channels_last, autocast on
 CUDA (bf16 here; fp16 + GradScaler is the claims' setting). The plain loop, the source's way: a
 dataset that returns one PIL image at a time through torchvision transforms (ToTensor, Normalize),
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from repro.data.images import load_image_dataset
-from repro.experiments.active_learning import ActiveLearningParams, _prepare, _Trainer, build_model
+from repro.experiments.stall.experiment import ActiveLearningParams, _prepare, _Trainer, build_model
 
 BATCH = 128
 WARMUP = 3

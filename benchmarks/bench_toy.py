@@ -1,7 +1,12 @@
 """Toy-model training throughput: the batched trainer against the sources' loop and the notebook's trainer.
 
 The batched trainer (:mod:`repro.experiments.toy`) trains I models as instances of one tensor, with
-hand-written gradients and the data drawn on the device. The sources (the paper's notebook before
+hand-written gradients. It runs twice: as it is by default (on a CPU: the sparse sampler, which draws
+only the present entries from numpy PCG64 streams, and gradients run by run of instances on one
+thread per core), and as the reference path, the trainer as it was before: every entry drawn from
+torch's generator on the device and whole-tensor gradients (``method="torch"``, ``by_runs=False``;
+the default on a GPU). A third row of figures, the torch sampler with the run-wise gradients, splits
+the gain between the two changes. The sources (the paper's notebook before
 its n_instances trick, seed 002, zroe1's intro and superposition notebooks) train one model per loop
 iteration: an ``nn.Module``, ``torch.optim.Adam``, autograd. Both run here side by side, in one
 process, on the same device, on the same ReLU toy model (x' = ReLU(W^T W x + b), Adam lr 1e-3, loss
@@ -14,9 +19,11 @@ only; its weights are not compared.
 
 Throughput is instance-steps per second: models x optimizer steps / wall time. The loop trains its
 models one after another, so its rate does not depend on how many models there are; it is measured
-on a time box (``--seconds``) and its rate holds for any count. Before the timings, both train the
-same few models from the same initial weights on the same recorded batches, and their final weights
-must agree (``--check-steps`` steps; fails loudly otherwise).
+on a time box (``--seconds``) and its rate holds for any count. Before the timings, the batched
+trainer (default and reference sampler) and the loop train the same few models from the same initial
+weights on the same recorded batches, and their final weights must agree (``--check-steps`` steps;
+fails loudly otherwise). The load average is printed before and after: figures taken beside another
+busy process are not comparable.
 
 Run (the figures in benchmarks/README.md came from these)::
 
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -69,32 +77,57 @@ def _sync(device: torch.device) -> None:
 # -- the batched trainer -------------------------------------------------------------------------
 
 
-def _batched(config: Config, instances: int, device: torch.device, seed: int = 0, seeds: int = 1):
+@dataclass(frozen=True)
+class Variant:
+    """How the batched trainer runs: its sampler (None: the device's default) and gradients."""
+
+    label: str
+    method: toy.SamplerMethod | None
+    by_runs: bool | None  # None: the default (run-wise on a CPU)
+
+
+DEFAULT = Variant("default", None, None)
+REFERENCE = Variant("reference (torch sampler, whole tensors)", "torch", False)
+TORCH_RUNS = Variant("torch sampler, run-wise gradients", "torch", True)
+
+
+def _batched(
+    config: Config,
+    instances: int,
+    device: torch.device,
+    seed: int = 0,
+    seeds: int = 1,
+    method: toy.SamplerMethod | None = None,
+):
     """``instances`` models as ``seeds`` seeds x instances / seeds sweep points (one generator per seed)."""
     per_seed = instances // seeds
     gens = toy.make_generators(range(seed, seed + seeds), device)
     models = toy.init_models(gens, per_seed, config.n, config.m, "relu_tied")
     p = torch.full((per_seed, config.n), config.probability, device=device)  # (K, n)
-    sampler = toy.FeatureSampler(gens, p, config.batch, "paper")
+    sampler = toy.FeatureSampler(gens, p, config.batch, "paper", method=method)
     importance = config.importance(device).expand(per_seed, config.n)  # (K, n)
     return models, sampler, importance
 
 
 def batched_rate(
-    config: Config, instances: int, device: torch.device, seconds: float, seeds: int = 1
+    config: Config, instances: int, device: torch.device, seconds: float, seeds: int = 1, variant: Variant = DEFAULT
 ) -> tuple[float, int]:
     """(instance-steps per second, steps timed) of toy.train on ``instances`` models."""
-    models, sampler, importance = _batched(config, instances, device, seeds=seeds)
-    settings = toy.TrainSettings(steps=2, lr=LR, optimizer="adam")
-    toy.train(models, sampler, importance, settings)  # warm-up: allocations, kernels, thread pools
+    models, sampler, importance = _batched(config, instances, device, seeds=seeds, method=variant.method)
+
+    def train(steps: int) -> None:
+        settings = toy.TrainSettings(steps=steps, lr=LR, optimizer="adam")
+        toy.train(models, sampler, importance, settings, by_runs=variant.by_runs)
+
+    train(2)  # warm-up: allocations, kernels, thread pools
     _sync(device)
     started = time.perf_counter()
-    toy.train(models, sampler, importance, settings)
+    train(2)
     _sync(device)
-    per_step = (time.perf_counter() - started) / settings.steps
+    per_step = (time.perf_counter() - started) / 2
     steps = max(3, min(5000, int(seconds / max(per_step, 1e-6))))
     started = time.perf_counter()
-    toy.train(models, sampler, importance, toy.TrainSettings(steps=steps, lr=LR, optimizer="adam"))
+    train(steps)
     _sync(device)
     return instances * steps / (time.perf_counter() - started), steps
 
@@ -218,12 +251,15 @@ class _Recorder:
         return x
 
 
-def check_agreement(config: Config, device: torch.device, instances: int = 4, steps: int = 200) -> float:
+def check_agreement(
+    config: Config, device: torch.device, instances: int = 4, steps: int = 200, variant: Variant = DEFAULT
+) -> float:
     """Largest |W_batched - W_loop| after both train the same models on the same batches."""
-    models, sampler, importance = _batched(config, instances, device, seed=1)
+    models, sampler, importance = _batched(config, instances, device, seed=1, method=variant.method)
     W0, b0 = models.W.clone(), models.b.clone()  # (I, m, n), (I, n)
     recorder = _Recorder(sampler)
-    toy.train(models, recorder, importance, toy.TrainSettings(steps=steps, lr=LR, optimizer="adam"))
+    settings = toy.TrainSettings(steps=steps, lr=LR, optimizer="adam")
+    toy.train(models, recorder, importance, settings, by_runs=variant.by_runs)
     worst = 0.0
     for i in range(instances):
         model = ToyModel(W0[i], b0[i])
@@ -237,7 +273,7 @@ def check_agreement(config: Config, device: torch.device, instances: int = 4, st
 
 def diagram(device: torch.device) -> None:
     """zroe1's full phase diagram: 10 seeds x 100 x 1000 cells = 10^6 one-neuron models, timed end to end."""
-    from repro.experiments import phase
+    from repro.experiments.phase import experiment as phase
     from repro.judge import replicate_seeds
 
     params = phase.PhaseParams()  # full scale: 100 x 1000 grid, Adam 1e-2, 6000 steps, batch 64
@@ -261,7 +297,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="Time box of each measurement.")
     parser.add_argument(
         "--seeds", type=int, default=1, help="Spread the instances over this many seeds (generators): on CPU "
-        "the trainer draws different seeds' data on different threads, one seed's data on one thread.",
+        "the torch sampler draws different seeds' data on different threads, one seed's data on one thread "
+        "(the sparse sampler also splits a seed's data into runs of instances, each with its own stream).",
     )  # fmt: skip
     parser.add_argument("--check-steps", type=int, default=200, help="Steps of the agreement check; 0 skips it.")
     parser.add_argument("--diagram", action="store_true", help="Only time the 10^6-model phase diagram.")
@@ -271,28 +308,40 @@ def main() -> None:
         diagram(device)
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
-          f"instances spread over {args.seeds} seed(s)")  # fmt: skip
-    print("| config | instances | batched instance-steps/s | loop instance-steps/s | speed-up over the loop | "
-          "notebook trainer instance-steps/s | speed-up over the notebook | steps timed |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+          f"instances spread over {args.seeds} seed(s), load average {_load()}")  # fmt: skip
+    variants = [DEFAULT, TORCH_RUNS, REFERENCE]
+    print("| config | instances | " + " | ".join(f"{v.label}, instance-steps/s" for v in variants)
+          + " | loop instance-steps/s | notebook trainer instance-steps/s | default / loop | default / notebook "
+          "| reference / loop | steps timed (default, torch + runs, reference, loop, notebook) |")  # fmt: skip
+    print("| --- | ---: | " + "---: | " * (len(variants) + 5) + "--- |")
     for key in args.configs:
         config = CONFIGS[key]
         if args.check_steps:
-            worst = check_agreement(config, device, steps=args.check_steps)
-            if not worst < 1e-4:
-                raise SystemExit(f"{config.name}: batched and loop weights differ by {worst:.3g} after "
-                                 f"{args.check_steps} steps on the same batches")  # fmt: skip
-            print(f"| {config.name} | agreement: same init, same {args.check_steps} batches, 4 models: "
-                  f"max weight difference {worst:.1e} | | | | |")  # fmt: skip
+            found = []
+            for variant in (DEFAULT, REFERENCE):
+                worst = check_agreement(config, device, steps=args.check_steps, variant=variant)
+                if not worst < 1e-4:
+                    raise SystemExit(f"{config.name}, {variant.label}: batched and loop weights differ by "
+                                     f"{worst:.3g} after {args.check_steps} steps on the same batches")  # fmt: skip
+                found.append(f"{variant.label} {worst:.1e}")
+            print(f"| {config.name} | agreement with the loop: same init, same {args.check_steps} batches, "
+                  f"4 models, max weight difference: {', '.join(found)} |")  # fmt: skip
         loop, loop_steps = naive_rate(config, device, args.seconds)
         for instances in args.instances:
             if instances > MAX_INSTANCES[key] or instances < args.seeds:
                 continue
-            rate, steps = batched_rate(config, instances, device, args.seconds, args.seeds)
+            rates = [batched_rate(config, instances, device, args.seconds, args.seeds, v) for v in variants]
             notebook, notebook_steps = notebook_rate(config, instances, device, args.seconds)
-            print(f"| {config.name} | {instances:,} | {rate:,.0f} | {loop:,.0f} | {rate / loop:,.1f}x | "
-                  f"{notebook:,.0f} | {rate / notebook:,.1f}x | batched {steps}, loop {loop_steps}, "
-                  f"notebook {notebook_steps} |")  # fmt: skip
+            default, reference = rates[0][0], rates[-1][0]
+            steps = ", ".join(str(s) for _, s in rates)
+            print(f"| {config.name} | {instances:,} | " + " | ".join(f"{r:,.0f}" for r, _ in rates)
+                  + f" | {loop:,.0f} | {notebook:,.0f} | {default / loop:,.1f}x | {default / notebook:,.1f}x | "
+                  f"{reference / loop:,.1f}x | {steps}, {loop_steps}, {notebook_steps} |")  # fmt: skip
+    print(f"load average at the end: {_load()}")
+
+
+def _load() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """What figure functions read, and how they say so: below both the report and the experiments.
 
 A figure function takes (claim, run), a :class:`repro.judge.ClaimRun` with the stored per-seed
-results, and returns a matplotlib Figure or None. The experiments' ``*_plots.py`` modules use the
+results, and returns a matplotlib Figure or None. The experiments' ``plots.py`` modules use the
 helpers here to read a run's stored seeds and mark what they draw from (the report caches a figure
 by exactly that: :mod:`repro.report.cache`). Nothing here imports the store, the runner, the judge
 or the report, so experiment code never does either.

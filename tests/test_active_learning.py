@@ -21,8 +21,9 @@ from matplotlib.figure import Figure
 from repro.data import images
 from repro.data.images import ImageSet, load_cifar10, load_image_dataset, load_tiny_imagenet
 from repro.errors import DataUnavailableError
-from repro.experiments import active_learning, active_learning_plots
-from repro.experiments.active_learning import (
+from repro.experiments.stall import experiment as active_learning
+from repro.experiments.stall import plots as active_learning_plots
+from repro.experiments.stall.experiment import (
     METRICS,
     ActiveLearningParams,
     cluster_scores,
@@ -297,7 +298,7 @@ def test_figures_draw_from_a_run(tmp_path, tiny_data):
 
 def test_candidates_are_scored_chunk_by_chunk_with_the_same_probabilities(tiny_data, monkeypatch):
     """Least-confidence scoring keeps only (N, classes): no feature map of every candidate at once."""
-    import repro.experiments.active_learning as AL
+    import repro.experiments.stall.experiment as AL
 
     params = ActiveLearningParams(**TINY, strategy="least_confidence")
     data = AL._prepare(tiny_data, params, torch.device("cpu"))

@@ -1,4 +1,4 @@
-"""Tests of the one-neuron phase diagram experiment (repro.experiments.phase) and its figures.
+"""Tests of the one-neuron phase diagram experiment (repro.experiments.phase.experiment) and its figures.
 
 Tiny CPU configs: these test the code, not the claims (claims/phase.toml does that).
 """
@@ -16,8 +16,10 @@ from matplotlib.figure import Figure
 
 from repro import registry
 from repro.claim import Claim
-from repro.experiments import phase, phase_plots, toy
-from repro.experiments.phase import (
+from repro.experiments import toy
+from repro.experiments.phase import experiment as phase
+from repro.experiments.phase import plots as phase_plots
+from repro.experiments.phase.experiment import (
     ANTIPODAL,
     METRICS,
     ONLY_FEATURE_1,
@@ -249,7 +251,7 @@ def test_figures_draw_from_a_tiny_run():
 
 
 def test_the_papers_rule_drops_the_highest_loss_model_and_takes_the_majority_of_the_rest():
-    from repro.experiments.phase import ANTIPODAL, ONLY_FEATURE_1, OTHER, majority_without_highest
+    from repro.experiments.phase.experiment import ANTIPODAL, ONLY_FEATURE_1, OTHER, majority_without_highest
 
     # one seed, ten restarts, three cells
     codes = torch.full((1, 10, 3), ONLY_FEATURE_1)
@@ -265,7 +267,7 @@ def test_the_papers_rule_drops_the_highest_loss_model_and_takes_the_majority_of_
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
 def test_cuda_smoke():
-    from repro.experiments.phase import PhaseParams, run
+    from repro.experiments.phase.experiment import PhaseParams, run
 
     for restarts in (1, 3):  # both restart rules' paths, on the device
         results = run(PhaseParams(**TINY, restarts=restarts), [0, 1], "cuda")

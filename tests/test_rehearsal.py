@@ -48,7 +48,7 @@ def test_fabricated_mnist_cifar_tiny_read_by_the_real_loaders(fabricated):
 def test_fabricated_imagenet_folder_has_a_corrupt_exif_image_that_pil_warns_on(fabricated, monkeypatch):
     from torchvision.datasets import ImageFolder
 
-    from repro.experiments.subnetworks_data import imagenet_folder
+    from repro.experiments.subnetworks.data import imagenet_folder
 
     monkeypatch.setenv("REPRO_DATA", str(fabricated))
     folder = ImageFolder(str(imagenet_folder("train")))
@@ -62,8 +62,8 @@ def test_fabricated_imagenet_folder_has_a_corrupt_exif_image_that_pil_warns_on(f
 
 
 def test_fabricated_checkpoints_load_through_the_experiments_loaders(fabricated, monkeypatch):
-    from repro.experiments.active_learning import pretrained_resnet18_state
-    from repro.experiments.subnetworks_data import load_alexnet
+    from repro.experiments.stall.experiment import pretrained_resnet18_state
+    from repro.experiments.subnetworks.data import load_alexnet
 
     monkeypatch.setenv("REPRO_DATA", str(fabricated))
     monkeypatch.setenv("TORCH_HOME", str(fabricated / "no-hub"))
@@ -144,13 +144,23 @@ def test_cli_rehearse_needs_full_scale_and_writes_nothing(tmp_path, monkeypatch)
     assert not (tmp_path / "store").exists()
 
 
+CLAIM_FILES = sorted(p.name for p in CLAIMS.glob("*.toml") if p.name != "sources.toml")
+
+
+def test_the_rehearsal_items_cover_every_claims_file():
+    assert set(CLAIM_FILES) == {p.name for p in load_claims(CLAIMS).files.values()}
+
+
 @pytest.mark.rehearsal
-def test_every_full_scale_claim_rehearses_on_cpu(tmp_path, monkeypatch):
-    """The whole rehearsal, as `repro run --scale full --rehearse` runs it (budget: 3 minutes, 2 cores)."""
+@pytest.mark.parametrize("claims_file", CLAIM_FILES)
+def test_every_full_scale_claim_rehearses_on_cpu(claims_file, fabricated, tmp_path, monkeypatch):
+    """The rehearsal, as `repro run --scale full --rehearse` runs it, one claims file per item (so that
+    pytest -n spreads it; all of them: about 3 minutes on 2 cores)."""
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "store"))
     data_before = os.environ.get("REPRO_DATA")
-    claims = load_claims(CLAIMS)
-    result = rehearse(claims)
+    claim_set = load_claims(CLAIMS)
+    claims = [c for c in claim_set if claim_set.files[c.id].name == claims_file]
+    result = rehearse(claims, data_root=fabricated)  # fabricated once per worker, read-only here
     print(result.table())
     assert result.ok, result.table()
     rehearsed = {c.id for a in result.arms for c, _ in a.claims}

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 import repro.report
 from repro import registry, stats
 from repro.claim import Claim
-from repro.experiments import tms_plots
+from repro.experiments.tms import plots as tms_plots
 from repro.judge import ClaimRun
 from repro.load import ClaimSet, load_claims
 from repro.report import build_report

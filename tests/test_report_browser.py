@@ -31,7 +31,7 @@ import pytest
 from PIL import Image
 
 from repro import registry
-from repro.experiments import tms_plots
+from repro.experiments.tms import plots as tms_plots
 from repro.judge import evaluate
 from repro.load import load_claims
 from repro.report import build_report

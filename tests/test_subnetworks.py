@@ -19,10 +19,10 @@ from torch import nn
 
 from repro.claim import Claim
 from repro.errors import DataUnavailableError
-from repro.experiments import subnetworks_methods as M
-from repro.experiments import subnetworks_plots
-from repro.experiments.subnetworks import METRICS, SubnetworkParams, imagenet_folder, load_alexnet, run
-from repro.experiments.subnetworks_data import small_cnn
+from repro.experiments.subnetworks import methods as M
+from repro.experiments.subnetworks import plots as subnetworks_plots
+from repro.experiments.subnetworks.data import small_cnn
+from repro.experiments.subnetworks.experiment import METRICS, SubnetworkParams, imagenet_folder, load_alexnet, run
 from repro.load import load_claims
 from repro.report.figures import figure_to_data_uri
 from repro.runner import run_claim
@@ -284,7 +284,7 @@ def test_the_source_network_is_hamblins_sparse_alexnet_or_a_clear_error(tmp_path
     from torchvision.models import alexnet
 
     from repro.errors import DataUnavailableError
-    from repro.experiments import subnetworks_data as D
+    from repro.experiments.subnetworks import data as D
 
     monkeypatch.setenv("REPRO_DATA", str(tmp_path))
     with pytest.raises(DataUnavailableError, match="alexnet_sparse_statedict.pt.*circuit_explorer"):

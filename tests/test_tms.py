@@ -12,8 +12,9 @@ import pydantic
 import pytest
 import torch
 
-from repro.experiments import tms, toy
-from repro.experiments.tms import METRICS, TmsParams, feature_geometry, instance_metrics, run
+from repro.experiments import toy
+from repro.experiments.tms import experiment as tms
+from repro.experiments.tms.experiment import METRICS, TmsParams, feature_geometry, instance_metrics, run
 from repro.registry import SeedResult
 
 TINY = dict(n_features=6, n_hidden=3, feature_probability=[1.0, 0.3], steps=60, batch=64, lr=1e-2)

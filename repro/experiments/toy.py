@@ -6,11 +6,15 @@ of seed g). Each instance's loss depends only on its own weights and data, the g
 computed per instance, and every optimizer here updates elementwise, so instances never interact:
 training 10^6 one-neuron models costs one forward/backward over one tensor.
 
-A seed's result does not depend on which other seeds share the call: initialisation and data come
-from one ``torch.Generator`` per seed (on the device), seeded with the seed itself, drawn in the
-same order whatever the other seeds are.
+A seed's result does not depend on which other seeds share the call: initialisation comes from one
+``torch.Generator`` per seed (on the device), seeded with the seed itself, and the data from that
+seed's streams alone, drawn in the same order whatever the other seeds are: its torch generator
+(``FeatureSampler(method="torch")``, the GPU's default), or on a CPU by default numpy PCG64 streams
+keyed by two numbers drawn from it (``method="sparse"``); the samplers are in
+:mod:`repro.experiments.toy_data`. Every computation after that is per instance. tests/test_tms.py and
+tests/test_toy_sampler.py check it.
 
-Used by :mod:`repro.experiments.tms`; usable for the one-neuron phase diagram (n=2, m=1, per-instance
+Used by :mod:`repro.experiments.tms.experiment`; usable for the one-neuron phase diagram (n=2, m=1, per-instance
 importance and feature probability)::
 
     gens = make_generators(seeds, device)
@@ -21,27 +25,36 @@ importance and feature probability)::
 
 The backward pass is written out by hand (checked against autograd in tests/test_tms.py): measured
 on a 2-core CPU it is 1.2-2x faster than autograd for these shapes, because it skips the graph and
-the loss value, neither of which training needs.
+the loss value, neither of which training needs. On a CPU, :func:`train` computes it run by run of
+instances on one thread per core (:class:`_RunGradients`, checked against :func:`gradients` in
+tests/test_toy_sampler.py), and the sampler draws only the present entries of sparse data: for 100
+models of n=20, m=5, batch 1024, p = 0.05 a step went from about 18 ms to 4-5 ms on 2 cores
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from repro.experiments.toy_data import DataKind, FeatureSampler, SamplerMethod, _rng_pool, default_method
+
 __all__ = [
     "DataKind",
     "FeatureSampler",
     "ModelKind",
     "OptimizerKind",
+    "SamplerMethod",
     "ToyModels",
     "TrainSettings",
     "batched_matmul",
+    "default_method",
     "gradients",
     "init_models",
     "loss_per_instance",
@@ -52,7 +65,6 @@ __all__ = [
 ]
 
 ModelKind = Literal["linear", "relu_tied", "relu_untied"]
-DataKind = Literal["paper", "seed002", "batch_mask"]
 OptimizerKind = Literal["adamw", "adam", "sgd", "rmsprop"]
 InitKind = Literal["xavier_normal", "normal"]
 BiasInitKind = Literal["zeros", "normal"]
@@ -61,11 +73,11 @@ BiasInitKind = Literal["zeros", "normal"]
 #: broadcast products instead of batched GEMMs.
 SMALL_MODEL_SIZE = 6
 
-#: Below this feature probability the "paper" sampler draws the mask and the values separately.
-#: Above it one uniform u gives both (x = u / p where u < p): given u < p, u / p is uniform on
-#: [0, 1) on a grid of step 2^-24 / p, i.e. at least 4096 levels. This halves the random numbers,
-#: which dominate a CPU step (torch's CPU generator is serial, ~3 ns per number).
-SINGLE_DRAW_MIN_PROBABILITY = 2.0**-12
+#: On a CPU, :func:`train` computes the gradients run by run of instances (:class:`_RunGradients`) when
+#: x has at least this many entries. Measured on 2 cores, gradients of one step: 100 models of n=20,
+#: m=5 at batch 1024 (2M entries) 1.7 ms by runs against 6.5 ms whole; 100 one-neuron models at
+#: batch 64 (12,800 entries) 0.19 ms against 0.10 (the thread pool's hand-over dominates).
+RUN_GRADIENTS_MIN_ENTRIES = 2**20
 
 
 def make_generators(seeds: Sequence[int], device: torch.device | str) -> list[torch.Generator]:
@@ -152,99 +164,14 @@ def init_models(
     )
 
 
-class FeatureSampler:
-    """Draws one batch per instance per call, each seed from its own generator.
+def _one_torch_thread() -> None:
+    """No intra-op threads in this thread's torch kernels.
 
-    data:
-      paper       x_i = 0 with probability 1 - p_i, else U[0, 1], independently (Elhage et al.)
-      seed002     u ~ U[0, 1]; x_i = u where u <= p_i else 0; then each row L2-normalised
-                  (sklearn ``normalize``; all-zero rows stay zero), seed 002's generate_x.py
-      batch_mask  one Bernoulli(p) mask of shape (n,) per step and instance, shared by every row of
-                  the batch, values U[0, 1] (zroe1's demonstrating-superposition notebook)
-
-    feature_probability: (K, n), p_i of each of the K instances per seed. The draws per seed and step
-    have shape (K, B, n), instance-major, so that the buffer is already the (I, B, n) the model takes.
-    On CPU the seeds' draws are spread over torch's thread count (torch's CPU generator is serial,
-    and the draws are most of a step); each seed still draws from its own generator in its own order.
+    OpenMP's thread count is per calling thread (torch.set_num_threads in the main thread does not
+    reach a pool thread that already ran a parallel kernel), so each worker sets its own.
     """
-
-    def __init__(
-        self,
-        generators: Sequence[torch.Generator],
-        feature_probability: Tensor,
-        batch: int,
-        data: DataKind = "paper",
-    ):
-        self.generators = list(generators)
-        device = self.generators[0].device
-        p = torch.as_tensor(feature_probability, dtype=torch.float32, device=device)
-        if p.ndim != 2:
-            raise ValueError(f"feature_probability must have shape (K, n_features), got {tuple(p.shape)}")
-        self.n_per_seed, n = p.shape[0], p.shape[1]
-        self.batch, self.data = batch, data
-        self.p = p.unsqueeze(1)  # (K, 1, n), broadcasts over (G, K, B, n)
-        self.single_draw = bool(p.min() >= SINGLE_DRAW_MIN_PROBABILITY)
-        G = len(self.generators)
-        shape = (G, self.n_per_seed, batch, n)
-        self._x = torch.empty(shape, device=device)  # (G, K, B, n), reused every step
-        self._u: Tensor | None = None  # the mask's uniforms where they are a separate draw
-        if data == "paper" and not self.single_draw:
-            self._u = torch.empty(shape, device=device)  # (G, K, B, n)
-        elif data == "batch_mask":
-            self._u = torch.empty((G, self.n_per_seed, 1, n), device=device)  # (G, K, 1, n)
-        self._gap = torch.empty(shape, device=device) if data == "paper" and self.single_draw else None
-        workers = min(G, torch.get_num_threads()) if device.type == "cpu" else 1
-        self._chunks = [range(w, G, workers) for w in range(workers)]  # seeds per worker
-
-    @property
-    def n_features(self) -> int:
-        return self._x.shape[-1]
-
-    def _draw_seeds(self, seeds: range) -> None:
-        for g in seeds:
-            gen = self.generators[g]
-            torch.rand(self._x.shape[1:], generator=gen, out=self._x[g])  # (K, B, n)
-            if self._u is not None:
-                torch.rand(self._u.shape[1:], generator=gen, out=self._u[g])
-
-    @torch.no_grad()
-    def __call__(self) -> Tensor:
-        """A fresh batch, (I, B, n); the returned tensor is overwritten by the next call."""
-        if len(self._chunks) == 1:
-            self._draw_seeds(self._chunks[0])
-        else:
-            list(_rng_pool(len(self._chunks)).map(self._draw_seeds, self._chunks))
-        x, p = self._x, self.p  # (G, K, B, n), (K, 1, n)
-        # Zeroing where u >= p by comparing with a broadcast p into a bool mask costs 3x the
-        # arithmetic on CPU; instead relu's backward kernel keeps x where p - u > 0 (exactly u < p).
-        if self.data == "paper" and self.single_draw:
-            torch.sub(p, x, out=self._gap)
-            x.div_(p)  # given u < p, u / p ~ U[0, 1)
-            _keep_where_positive(x, self._gap)
-        elif self.data == "paper":
-            _keep_where_positive(x, self._u.neg_().add_(p))  # p - u
-        elif self.data == "seed002":
-            x.masked_fill_(x > p, 0.0)
-            norms = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # (G, K, B, 1)
-            x.div_(norms.clamp_min_(1e-12))
-        else:  # batch_mask: (G, K, 1, n) mask broadcast over the batch rows
-            x.mul_(self._u < p)
-        return x.view(-1, x.shape[-2], x.shape[-1])
-
-
-def _keep_where_positive(x: Tensor, gate: Tensor) -> None:
-    """x = x where gate > 0 else 0, in place, in one pass (aten's ReLU backward kernel)."""
-    torch.ops.aten.threshold_backward.grad_input(x, gate, 0.0, grad_input=x)
-
-
-_RNG_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _rng_pool(workers: int) -> ThreadPoolExecutor:
-    """Threads for the CPU draws; torch releases the GIL inside torch.rand."""
-    if workers not in _RNG_POOLS:
-        _RNG_POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="toy-rng")
-    return _RNG_POOLS[workers]
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 @dataclass(frozen=True)
@@ -319,21 +246,143 @@ def loss_weight(importance: Tensor, n_seeds: int, batch: int, reduction: str) ->
     return (importance.repeat(n_seeds, 1) * scale).unsqueeze(1)
 
 
+class _RunGradients:
+    """The gradients of :func:`gradients`, computed run by run of instances into buffers kept across steps.
+
+    For the CPU. The whole-tensor version makes about eight passes over (I, B, n) tensors (8 MB each
+    for 100 models of n=20 at batch 1024), each from main memory, and allocates three such tensors
+    per step; here each run of about RUN_ENTRIES entries (x, the output and its gradient) stays in
+    cache from the forward to the last product, the bias's gradient comes out of the weight's GEMM
+    (a row of ones under h^T), (pre - x) * weight is one kernel (aten's mse_loss_backward), and the
+    runs go to ``workers`` threads with torch's own intra-op threads off (see :func:`train`).
+    Runs hold whole seeds or parts of one seed, so no run mixes two seeds' instances unless both
+    are whole.
+    """
+
+    #: entries of x per run: x, the output and its gradient of a run take about 3 x 2 MB
+    RUN_ENTRIES = 2**19
+
+    def __init__(self, models: ToyModels, batch: int, weight: Tensor, workers: int):
+        instances, m, n = models.W.shape
+        G, K, B = models.n_seeds, models.n_per_seed, batch
+        entries = K * B * n  # per seed
+        if entries >= self.RUN_ENTRIES or G < workers:  # each seed in parts of about equal size
+            parts = math.ceil(entries / self.RUN_ENTRIES)
+            if G < workers:  # one seed's parts go to different workers: as many as can share them evenly
+                parts = math.ceil(parts * G / workers) * workers // G
+            size = math.ceil(K / min(K, parts))
+            starts = [g * K + k for g in range(G) for k in range(0, K, size)]
+            ends = [min(s + size, (s // K + 1) * K) for s in starts]
+        else:  # whole seeds, about 4 runs a worker (so that they share the seeds evenly) or more
+            size = max(1, min(self.RUN_ENTRIES // entries, math.ceil(G / (4 * workers)))) * K
+            starts = list(range(0, instances, size))
+            ends = [min(s + size, instances) for s in starts]
+        self.runs = [slice(s, e) for s, e in zip(starts, ends, strict=True)]
+        self.models, self.workers = models, max(1, min(workers, len(self.runs)))
+        self.half_weight = (weight / 2).expand(instances, 1, n)  # mse_loss_backward doubles
+        longest = max(e - s for s, e in zip(starts, ends, strict=True))
+        device = models.W.device
+        self.out_weight = torch.empty((instances, m + 1, n), device=device)  # [W, or W2^T; b]
+        self.grad_out = torch.empty((instances, m + 1, n), device=device)  # its gradient
+        self.scratch = [
+            (
+                torch.empty((longest, m + 1, B), device=device).index_fill_(1, torch.tensor([m]), 1.0),  # [h^T; 1]
+                torch.empty((longest, B, n), device=device),  # pre
+                torch.empty((longest, B, n), device=device),  # d, dL/dpre
+                torch.empty((longest, m, B), device=device),  # dL/dh, transposed
+            )
+            for _ in range(self.workers)
+        ]
+        self.grad_W = torch.empty_like(models.W)
+        self.grad_W2 = None if models.W2 is None else torch.empty_like(models.W2)
+        self.grad_b = torch.empty_like(models.b)
+        self.assigned = [self.runs[w :: self.workers] for w in range(self.workers)]  # runs per worker
+        self.x: Tensor | None = None
+
+    def __call__(self, x: Tensor) -> list[Tensor]:
+        models = self.models
+        m = models.W.shape[1]
+        self.out_weight[:, :m] = models.W if models.W2 is None else models.W2.transpose(1, 2)
+        self.out_weight[:, m] = models.b
+        self.x = x
+        if self.workers == 1:
+            self._work(0)
+        else:
+            list(_rng_pool(self.workers).map(self._pool_work, range(self.workers)))
+        self.x = None
+        self.grad_b.copy_(self.grad_out[:, m])
+        if models.W2 is None:
+            self.grad_W += self.grad_out[:, :m]  # W is used twice: in h = x W^T and in h W + b
+            return [self.grad_W, self.grad_b]
+        self.grad_W2.copy_(self.grad_out[:, :m].transpose(1, 2))
+        return [self.grad_W, self.grad_W2, self.grad_b]
+
+    def _pool_work(self, w: int) -> None:
+        _one_torch_thread()
+        self._work(w)
+
+    def _work(self, w: int) -> None:
+        models, x = self.models, self.x
+        m = models.W.shape[1]
+        hT_buf, pre_buf, d_buf, dhT_buf = self.scratch[w]
+        for run in self.assigned[w]:
+            C = run.stop - run.start
+            xr, W = x[run], models.W[run]
+            hT, pre, d, dhT = hT_buf[:C], pre_buf[:C], d_buf[:C], dhT_buf[:C]
+            torch.bmm(W, xr.transpose(1, 2), out=hT[:, :m])  # (C, m, B)
+            torch.bmm(hT.transpose(1, 2), self.out_weight[run], out=pre)  # h W + b, (C, B, n)
+            torch.ops.aten.mse_loss_backward.grad_input(self.half_weight[run], pre, xr, 0, grad_input=d)
+            if models.kind != "linear":
+                torch.ops.aten.threshold_backward.grad_input(d, pre, 0.0, grad_input=d)
+            torch.bmm(hT, d, out=self.grad_out[run])  # [h^T d; sum of d over rows], (C, m + 1, n)
+            back = W if models.W2 is None else models.W2[run].transpose(1, 2)  # (C, m, n)
+            torch.bmm(back, d.transpose(1, 2), out=dhT)  # (C, m, B)
+            torch.bmm(dhT, xr, out=self.grad_W[run])  # (C, m, n)
+
+
 @torch.no_grad()
-def train(models: ToyModels, sampler: FeatureSampler, importance: Tensor, settings: TrainSettings) -> None:
+def train(
+    models: ToyModels,
+    sampler: FeatureSampler,
+    importance: Tensor,
+    settings: TrainSettings,
+    by_runs: bool | None = None,
+) -> None:
     """Train every instance in place for ``settings.steps`` steps with a fresh optimizer.
 
     importance: (K, n), the weight of each feature's squared error, per sweep point.
+
+    by_runs (default: on a CPU when x has at least RUN_GRADIENTS_MIN_ENTRIES entries, unless the
+    models are ``small``): compute each step's gradients run by run of instances on
+    torch.get_num_threads() Python threads (:class:`_RunGradients`), with torch's intra-op threads
+    set to 1 meanwhile (restored after), so that the sampler's numpy draws and each run's kernels
+    share the cores without OpenMP's spinning threads competing with them. Otherwise whole tensors
+    with :func:`gradients` (the GPU's way, and the CPU's before; the same sums in another order, so
+    the weights agree to float rounding, not bitwise).
     """
     params = models.parameters()
     optimizer = make_optimizer(params, settings)
     imp = torch.as_tensor(importance, dtype=torch.float32, device=models.W.device)
     weight = loss_weight(imp, models.n_seeds, sampler.batch, settings.loss_reduction)
-    for _ in range(settings.steps):
-        x = sampler()  # (I, B, n)
-        for param, grad in zip(params, gradients(models, x, weight), strict=True):
-            param.grad = grad
-        optimizer.step()
+    if by_runs is None:
+        entries = models.W.shape[0] * sampler.batch * models.W.shape[2]  # of x
+        by_runs = models.W.device.type == "cpu" and not models.small and entries >= RUN_GRADIENTS_MIN_ENTRIES
+    threads = torch.get_num_threads()
+    if by_runs:
+        step_gradients = _RunGradients(models, sampler.batch, weight, threads)
+    else:
+        step_gradients = functools.partial(gradients, models, weight=weight)
+    try:
+        if by_runs:
+            torch.set_num_threads(1)
+        for _ in range(settings.steps):
+            x = sampler()  # (I, B, n)
+            for param, grad in zip(params, step_gradients(x), strict=True):
+                param.grad = grad
+            optimizer.step()
+    finally:
+        if by_runs:
+            torch.set_num_threads(threads)
 
 
 @torch.no_grad()

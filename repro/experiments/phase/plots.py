@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from repro.claim import Claim
-from repro.experiments.phase import CLASSES
+from repro.experiments.phase.experiment import CLASSES
 from repro.plotting import results_only, seed_arrays
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ One call trains, for every seed, one model per feature probability (sweep point)
 instances of one batched tensor (see :mod:`repro.experiments.toy`), and measures each model's
 feature geometry. Run it through the package (``repro run``) or directly::
 
-    from repro.experiments.tms import TmsParams, run
+    from repro.experiments.tms.experiment import TmsParams, run
     results = run(TmsParams(model="relu_tied", feature_probability=[1.0, 0.1, 0.01]), [0, 1], "cpu")
 
 Variants of the two replications: ``data="seed002"`` and ``sequential=True`` with
@@ -286,5 +286,5 @@ EXPERIMENT = Experiment(
     description="Toy models of superposition (Elhage et al. 2022): a linear or ReLU autoencoder "
     "x -> W^T W x (+ b) trained over a feature-sparsity sweep; counts represented and learned "
     "features, superposition, antipodal pairs, dimensionality and loss per sweep point.",
-    depends_on=("repro.experiments.toy",),
+    depends_on=("repro.experiments.toy", "repro.experiments.toy_data"),
 )

@@ -1,6 +1,6 @@
 """The networks of ``sae.mnist``: G seeds' classifiers as one set of tensors, and every autoencoder
 of one kind and size over all seeds as another, each instance drawn from its own random stream so
-that its result does not depend on the company it trains in. :mod:`repro.experiments.sae` measures
+that its result does not depend on the company it trains in. :mod:`repro.experiments.sae.experiment` measures
 them.
 """
 
@@ -19,7 +19,7 @@ from torch import Tensor
 from repro.experiments.common import stream
 
 if TYPE_CHECKING:
-    from repro.experiments.sae import SaeParams
+    from repro.experiments.sae.experiment import SaeParams
 
 __all__ = [
     "N_CLASSES",

@@ -1,6 +1,6 @@
 """Data and networks of ``subnetworks.split``: the ImageNet folder and AlexNet weights of the full
 scale, the small CNN the ci scale trains on Fashion-MNIST, and the detection pool (every image's
-centre activations at the studied layers) that :mod:`repro.experiments.subnetworks` splits.
+centre activations at the studied layers) that :mod:`repro.experiments.subnetworks.experiment` splits.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from torch import Tensor, nn
 
 from repro.data.mnist import data_dir, load_fashion_mnist, load_sklearn_digits
 from repro.errors import DataUnavailableError
-from repro.experiments import subnetworks_methods as M
 from repro.experiments.common import stream
+from repro.experiments.subnetworks import methods as M
 
 if TYPE_CHECKING:
-    from repro.experiments.subnetworks import SubnetworkParams
+    from repro.experiments.subnetworks.experiment import SubnetworkParams
 
 __all__ = [
     "ALEXNET_FILE",

@@ -8,7 +8,7 @@ the highest-loss one and takes the rest's majority class; ``restart_rule``) as i
 batched tensor with the trainer of :mod:`repro.experiments.toy`, data drawn on the device.
 Full scale is zroe1's 100 x 1000 grid with 10 seeds: 10^6 models in one tensor. Run it directly::
 
-    from repro.experiments.phase import PhaseParams, run
+    from repro.experiments.phase.experiment import PhaseParams, run
     results = run(PhaseParams(n_r=10, n_density=12, steps=3000), [0, 1], "cpu")
 
 Theory (Wattenberg's notebook, SOURCES 4.3): the expected losses of the three natural solutions,
@@ -421,5 +421,5 @@ EXPERIMENT = Experiment(
     description="The n=2, m=1 phase diagram (Elhage et al. 2022; zroe1): one-neuron ReLU or linear models "
     "over relative importance x feature density, each classified by its weights (only feature 1, only "
     "feature 2, antipodal, other) and compared with the closed-form theory.",
-    depends_on=("repro.experiments.toy",),
+    depends_on=("repro.experiments.toy", "repro.experiments.toy_data"),
 )

@@ -43,7 +43,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -53,25 +52,28 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from repro.data.images import ImageSet, load_image_dataset
-from repro.data.mnist import data_dir
-from repro.errors import DataUnavailableError
 from repro.experiments.common import single_threaded, stream
+from repro.experiments.stall.metrics import cluster_scores, cosine_histogram, mean_pairwise_cosine, tsne_embedding
+from repro.experiments.stall.models import (
+    RESNET18_URL,
+    SmallCNN,
+    build_model,
+    pretrained_resnet18_state,
+    trunk,
+)
 from repro.registry import Experiment, SeedResult
 
-__all__ = ["EXPERIMENT", "METRICS", "ActiveLearningParams", "SmallCNN", "build_model", "cluster_scores",
+__all__ = ["EXPERIMENT", "METRICS", "RESNET18_URL", "ActiveLearningParams", "SmallCNN", "build_model", "cluster_scores",
            "cosine_histogram", "least_confidence", "mean_pairwise_cosine", "pretrained_resnet18_state", "run",
            "select_queries"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-_INIT, _POOL, _ORDER, _QUERY = 0, 1, 2, 3  # random streams of a replicate seed
-TSNE_SEED = 42  # the source's TSNE(random_state=42)
-COSINE_BINS = 100  # histogram of pairwise cosines over [-1, 1]
+_POOL, _ORDER, _QUERY = 1, 2, 3  # random streams of a replicate seed (0: the network's init, models.py)
 EVAL_BATCH = 1024
 #: Pixels per evaluation batch: 1024 images at 64 x 64. At 224 px (Tiny ImageNet resized) a batch of
 #: 1024 held ~15 GB of activations (conv1's output alone is 3.3 GB); the same pixel budget is 83 images.
 EVAL_PIXELS = EVAL_BATCH * 64 * 64
-RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"  # torchvision IMAGENET1K_V1
 
 
 class ActiveLearningParams(BaseModel):
@@ -125,48 +127,6 @@ ROUND_METRICS = ("round_labelled", "round_accuracy", "round_silhouette_raw", "ro
 METRICS = FINAL_METRICS + ROUND_METRICS
 
 
-# -- metrics (plain functions, tested on hand-made inputs) ---------------------------------------------
-
-
-def mean_pairwise_cosine(features: Tensor, centred: bool = False) -> float:
-    """Mean cosine similarity over the n(n-1) ordered pairs i != j of rows; a zero row counts as 0."""
-    x = features.double()
-    if centred:
-        x = x - x.mean(0)
-    u = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    total = u.sum(0)
-    n = u.shape[0]
-    return float((total @ total - (u * u).sum()) / (n * (n - 1)))
-
-
-def cosine_histogram(features: Tensor, centred: bool = False, bins: int = COSINE_BINS) -> np.ndarray:
-    """Counts of pairwise cosines (i < j) in ``bins`` equal bins over [-1, 1]."""
-    x = features.float()
-    if centred:
-        x = x - x.mean(0)
-    u = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    counts = torch.zeros(bins, dtype=torch.float64, device=u.device)
-    for start in range(0, u.shape[0], EVAL_BATCH):
-        sims = (u[start : start + EVAL_BATCH] @ u.T).clamp(-1, 1)
-        rows = torch.arange(start, start + sims.shape[0], device=u.device)[:, None]
-        sims = sims.masked_fill(torch.arange(u.shape[0], device=u.device)[None] <= rows, 2.0)  # 2: outside, dropped
-        counts += torch.histc(sims, bins=bins, min=-1.0, max=1.0).double()
-    return counts.cpu().numpy()
-
-
-def cluster_scores(points: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(silhouette, Davies-Bouldin) of points with the true labels as clusters (scikit-learn)."""
-    from sklearn.metrics import davies_bouldin_score, silhouette_score
-
-    return float(silhouette_score(points, labels)), float(davies_bouldin_score(points, labels))
-
-
-def tsne_embedding(features: np.ndarray, max_iter: int) -> np.ndarray:
-    from sklearn.manifold import TSNE
-
-    return TSNE(n_components=2, random_state=TSNE_SEED, max_iter=max_iter).fit_transform(features).astype(np.float32)
-
-
 def least_confidence(probs: Tensor, k: int) -> Tensor:
     """Positions of the k rows with the largest 1 - max softmax; ties keep the lower position first."""
     uncertainty = 1 - probs.max(1).values
@@ -182,77 +142,6 @@ def select_queries(strategy: str, probs: Tensor | None, n_candidates: int, k: in
     if strategy == "random":
         return torch.randperm(n_candidates, generator=generator)[:k]
     raise ValueError(f"strategy {strategy!r} does not query")
-
-
-# -- models ---------------------------------------------------------------------------------------------
-
-
-class SmallCNN(nn.Module):
-    """A ResNet-shaped CNN for the ci scale: ResNet-18's attribute names and block types, widths 8-32.
-
-    conv1 (stride 2) - layer1 (8) - layer2 (16, /2) - layer3 (32, /2) - layer4 (two blocks of 32), so the
-    source's feature extractor (layer4[1] and its conv2 re-applied) works on it unchanged.
-    """
-
-    def __init__(self, in_channels: int, n_classes: int, widths: tuple[int, int, int] = (8, 16, 32)):
-        from torchvision.models.resnet import BasicBlock
-
-        super().__init__()
-        a, b, c = widths
-
-        def down(i: int, o: int) -> nn.Module:
-            return nn.Sequential(nn.Conv2d(i, o, 1, 2, bias=False), nn.BatchNorm2d(o))
-
-        self.conv1 = nn.Conv2d(in_channels, a, 3, 2, 1, bias=False)
-        self.bn1, self.relu, self.maxpool = nn.BatchNorm2d(a), nn.ReLU(inplace=True), nn.Identity()
-        self.layer1 = nn.Sequential(BasicBlock(a, a))
-        self.layer2 = nn.Sequential(BasicBlock(a, b, 2, down(a, b)))
-        self.layer3 = nn.Sequential(BasicBlock(b, c, 2, down(b, c)))
-        self.layer4 = nn.Sequential(BasicBlock(c, c), BasicBlock(c, c))
-        self.avgpool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(c, n_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(torch.flatten(self.avgpool(_trunk(self, x)), 1))
-
-
-def _trunk(model: nn.Module, x: Tensor) -> Tensor:
-    """conv1 ... layer4 of a ResNet (torchvision's or SmallCNN): the layer4 feature map."""
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    return model.layer4(model.layer3(model.layer2(model.layer1(x))))
-
-
-def pretrained_resnet18_state(download: bool) -> dict[str, Tensor]:
-    """torchvision's ImageNet ResNet-18 (IMAGENET1K_V1): $REPRO_DATA/weights, torch's hub cache, or a download."""
-    folder = data_dir() / "weights"
-    name = RESNET18_URL.rsplit("/", 1)[-1]
-    for candidate in (folder / name, Path(torch.hub.get_dir()) / "checkpoints" / name):
-        if candidate.is_file():
-            return torch.load(candidate, map_location="cpu", weights_only=True)
-    how = (f"the ImageNet ResNet-18 weights ({name}) are neither in {folder} nor in torch's hub cache. Fetch them on "
-           "a machine with internet:\n    python -c \"import torch; torch.hub.load_state_dict_from_url("
-           f"'{RESNET18_URL}', model_dir='{folder}')\"")  # fmt: skip
-    if not download:
-        raise DataUnavailableError(how)
-    try:
-        return torch.hub.load_state_dict_from_url(RESNET18_URL, model_dir=str(folder), progress=False, check_hash=True)
-    except Exception as exc:  # network, hash, disk: all mean "not available"
-        raise DataUnavailableError(f"downloading failed ({type(exc).__name__}: {exc}); {how}") from exc
-
-
-def build_model(params: ActiveLearningParams, in_channels: int, n_classes: int, seed: int) -> nn.Module:
-    """The arm's starting network; every random init drawn from the seed's own stream."""
-    state = pretrained_resnet18_state(params.download) if params.model == "resnet18" and params.pretrained else None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stream(seed, _INIT))
-        if params.model == "small_cnn":
-            return SmallCNN(in_channels, n_classes)
-        from torchvision.models import resnet18
-
-        model = resnet18(weights=None)
-        if state is not None:
-            model.load_state_dict(state)
-        model.fc = nn.Linear(model.fc.in_features, n_classes)  # the source: fc replaced, fresh init
-        return model
 
 
 # -- data on the device -----------------------------------------------------------------------------------
@@ -365,7 +254,7 @@ class _Trainer:
         step = self.data.eval_batch
         for start in range(0, len(images), step):
             with self.autocast():
-                fmap = _trunk(self.model, self.data.inputs(images[start : start + step]))
+                fmap = trunk(self.model, self.data.inputs(images[start : start + step]))
                 pooled = torch.flatten(self.model.avgpool(fmap), 1)
                 if "logits" in out:
                     out["logits"].append(self.model.fc(pooled).float())
@@ -503,5 +392,11 @@ EXPERIMENT = Experiment(
     description="STALL: a ResNet-18 (or a small CNN) trained on all data (baseline) or by least-confidence / "
     "random active learning, as published or under a clean protocol; test accuracy, silhouette and "
     "Davies-Bouldin on t-SNE and raw features, mean pairwise cosine similarity, queried classes.",
-    depends_on=("repro.data.images", "repro.data.mnist", "repro.experiments.common"),
+    depends_on=(
+        "repro.data.images",
+        "repro.data.mnist",
+        "repro.experiments.common",
+        "repro.experiments.stall.metrics",
+        "repro.experiments.stall.models",
+    ),
 )

@@ -46,9 +46,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from repro.experiments import subnetworks_methods as M
 from repro.experiments.common import single_threaded, stream
-from repro.experiments.subnetworks_data import (
+from repro.experiments.subnetworks import methods as M
+from repro.experiments.subnetworks.data import (
     SPLIT_STREAM,
     Pool,
     imagenet_folder,
@@ -354,8 +354,8 @@ EXPERIMENT = Experiment(
     "continuous sparsification into per-cluster subnetworks; SNIP / FORCE / ActGrad at matched sparsity; a "
     "random-split control; mask overlap against independence (source 2, Savarese et al. 2020).",
     depends_on=(
-        "repro.experiments.subnetworks_methods",
-        "repro.experiments.subnetworks_data",
+        "repro.experiments.subnetworks.methods",
+        "repro.experiments.subnetworks.data",
         "repro.data.mnist",
         "repro.experiments.common",
     ),

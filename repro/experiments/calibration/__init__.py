@@ -1,0 +1,1 @@
+"""Known-answer data for the statistics' controls: ``calibration.normal``."""

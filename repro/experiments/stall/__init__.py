@@ -1,0 +1,1 @@
+"""STALL: uncertainty-sampling active learning and superposition: ``stall.active_learning`` and its figures."""

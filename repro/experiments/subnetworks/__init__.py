@@ -1,0 +1,1 @@
+"""Polysemantic AlexNet units split into subnetworks: ``subnetworks.split``, its data, methods and figures."""
