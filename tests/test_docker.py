@@ -119,7 +119,9 @@ def test_image_environment_and_volumes(dockerfile):
     assert "REPRO_DATA=/data/datasets" in env and "REPRO_IMAGE_ID=${REPRO_IMAGE_ID}" in env
     assert any(a.startswith("REPRO_IMAGE_ID=") for a in _args(dockerfile, "ARG"))
     (volumes,) = _args(dockerfile, "VOLUME")
-    assert {"/data/store", "/data/datasets"} <= set(re.findall(r'"([^"]+)"', volumes))
+    # One volume over /data: a VOLUME per sub-folder put an anonymous volume over each of them under
+    # the README's `-v host:/data`, and docker/test.sh found the report missing from the host.
+    assert re.findall(r'"([^"]+)"', volumes) == ["/data"]
 
 
 def test_base_images_are_pinned_by_tag():
