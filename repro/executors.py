@@ -125,10 +125,10 @@ def plan_jobs(
 
 def _wanted(claim: Claim, scale: str, store: Store, sizes: dict[str, int], force: bool) -> int:
     """A sequential claim's first round: its next batch, or (force) the prefix stored now, recomputed."""
+    state = judge.sequential_state(claim, scale, store, sizes.get(claim.id, 1))
     if force:
-        stored = judge.sequential_state(claim, scale, store, sizes.get(claim.id, 1)).stored
-        return stored or min(claim.sequential.batch, claim.n_seeds(scale))  # type: ignore[union-attr]
-    return judge.seeds_wanted(claim, scale, store, sizes.get(claim.id, 1))
+        return state.stored or min(state.batch, len(state.seeds))
+    return state.wanted
 
 
 def run_claims(

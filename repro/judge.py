@@ -200,10 +200,20 @@ class SequentialState:
     results: dict[str, list[StoredResult]]  # arm -> the stored prefix, the same length in every arm
     stopped_at: int | None  # seeds up to the decision, when a side has crossed its bar
     decision: object | None  # repro.sequential.SequentialDecision on the stored prefix
+    batch: int  # seeds computed between two looks
 
     @property
     def stored(self) -> int:
         return min((len(r) for r in self.results.values()), default=0)
+
+    @property
+    def wanted(self) -> int:
+        """Seeds the next step of the run needs stored: what is there when decided or every seed is
+        stored, else the stored prefix rounded up to the next whole batch, at most max_seeds."""
+        cap = len(self.seeds)
+        if self.stopped_at is not None or self.stored >= cap:
+            return self.stored
+        return min(cap, (self.stored // self.batch + 1) * self.batch)
 
 
 def sequential_state(claim: Claim, scale: str, store: Store, family_size: int = 1) -> SequentialState:
@@ -217,6 +227,7 @@ def sequential_state(claim: Claim, scale: str, store: Store, family_size: int = 
     from repro import sequential
 
     assert claim.sequential is not None
+    design = claim.sequential
     seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
     results: dict[str, list[StoredResult]] = {}
     for arm, (_, keys) in keys_of(claim, scale, seeds).items():
@@ -230,29 +241,20 @@ def sequential_state(claim: Claim, scale: str, store: Store, family_size: int = 
     n = min((len(r) for r in results.values()), default=0)
     results = {arm: r[:n] for arm, r in results.items()}
     if n < 2:
-        return SequentialState(seeds, results, None, None)
+        return SequentialState(seeds, results, None, None, design.batch)
     values, sweep = observations(claim, results)
-    design = claim.sequential
     path = sequential.sequential_path(
         claim.assertion, values, sweep, method=design.method, bounds=design.bounds, sigma=design.sigma
     )
     decision = sequential.decide_sequential(path, claim.assertion.alpha, level_divisor=family_size)
     stopped = decision.stopped_at if decision.outcome != "inconclusive" else None
-    return SequentialState(seeds, results, stopped, decision)
+    return SequentialState(seeds, results, stopped, decision, design.batch)
 
 
 def seeds_wanted(claim: Claim, scale: str, store: Store, family_size: int = 1) -> int:
-    """How many of a sequential claim's seeds the next step of its run needs in the store.
-
-    Decided, or every seed stored: what is there (nothing more to compute). Otherwise the stored
-    prefix rounded up to the next whole batch, at most max_seeds.
-    """
-    assert claim.sequential is not None
-    state = sequential_state(claim, scale, store, family_size)
-    cap, batch = len(state.seeds), claim.sequential.batch
-    if state.stopped_at is not None or state.stored >= cap:
-        return state.stored
-    return min(cap, (state.stored // batch + 1) * batch)
+    """How many of a sequential claim's seeds the next step of its run needs in the store
+    (:attr:`SequentialState.wanted`)."""
+    return sequential_state(claim, scale, store, family_size).wanted
 
 
 def evaluate_sequential(
@@ -292,8 +294,8 @@ def evaluate_sequential(
         stopped = (f"every seed spent: after {cap} seeds the e-values are {d.e_value:.3g} and {d.e_opposite:.3g} "
                    f"(opposite), neither above {bar:.3g}")  # fmt: skip
     record = stats.SequentialRecord(
-        method=design.method, batch=design.batch, max_seeds=cap, seeds_used=used, e_value=min(d.e_value, 1e300),
-        e_opposite=min(d.e_opposite, 1e300), bar=bar, stopped=stopped,
+        method=design.method, batch=design.batch, max_seeds=cap, seeds_used=used, e_value=d.e_value,
+        e_opposite=d.e_opposite, bar=bar, stopped=stopped,
     )  # fmt: skip
     p, p_opp = min(1.0, d.p_anytime), min(1.0, d.p_opposite_anytime)
     # A median's confidence sequence has no finite bound until enough seeds agree: no interval then.

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from repro import provenance, registry
 from repro.claim import Claim
 from repro.errors import DeviceUnavailableError
-from repro.judge import ClaimRun, evaluate, keys_of, replicate_seeds, seeds_wanted, sequential_state
+from repro.judge import ClaimRun, evaluate, keys_of, replicate_seeds, sequential_state
 from repro.store import Store
 
 __all__ = ["Computed", "compute", "resolve_device", "run_claim"]
@@ -169,27 +169,24 @@ def compute(
 
 def _compute_sequential(claim: Claim, scale: str, *, store: Store, device: str, force: bool,
                         on_progress: Callable[[str], None] | None, family_size: int) -> Computed:  # fmt: skip
-    """Batches of a sequential claim's seeds until :func:`repro.judge.seeds_wanted` asks for no more.
+    """Batches of a sequential claim's seeds until :attr:`repro.judge.SequentialState.wanted` asks for no more.
 
     ``force`` recomputes the seeds already stored once, then the run goes on from the fresh ones.
     """
     cap = replicate_seeds(claim.seed, claim.n_seeds(scale))
     total = Computed()
-    if force:
-        stored = sequential_state(claim, scale, store, family_size).stored
-        if stored:
-            total = compute(claim, scale, store=store, device=device, seeds=cap[:stored], force=True,
-                            on_progress=on_progress)  # fmt: skip
-    while not total.error:
-        stored = sequential_state(claim, scale, store, family_size).stored
-        wanted = seeds_wanted(claim, scale, store, family_size)
-        if wanted <= stored:  # decided, or every seed spent
-            break
+    state = sequential_state(claim, scale, store, family_size)
+    if force and state.stored:
+        total = compute(claim, scale, store=store, device=device, seeds=cap[: state.stored], force=True,
+                        on_progress=on_progress)  # fmt: skip
+        state = sequential_state(claim, scale, store, family_size)
+    while not total.error and state.wanted > state.stored:  # undecided, seeds left
         if on_progress:
-            on_progress(f"{claim.id}: sequential, undecided after {stored} seeds; up to {wanted} of {len(cap)}")
-        step = compute(claim, scale, store=store, device=device, seeds=cap[:wanted], on_progress=on_progress)
+            on_progress(f"{claim.id}: sequential, {state.stored} seeds undecided; up to {state.wanted} of {len(cap)}")
+        step = compute(claim, scale, store=store, device=device, seeds=cap[: state.wanted], on_progress=on_progress)
         total = Computed(total.computed + step.computed, step.error)
-        if sequential_state(claim, scale, store, family_size).stored <= stored:  # nothing landed: never spin
+        before, state = state.stored, sequential_state(claim, scale, store, family_size)
+        if state.stored <= before:  # nothing landed: never spin
             break
     return total
 

@@ -296,12 +296,12 @@ def observed_figure(claim: Claim, run: ClaimRun) -> Figure | None:
     return fig
 
 
-@draws_from("metric", "at", "assertion", "sequential", verdict=("sequential",))
+@draws_from("metric", "at", "assertion", "sequential", verdict=("sequential", "threshold"))
 def sequence_figure(claim: Claim, run: ClaimRun) -> Figure | None:
     """A sequential claim's confidence sequence and e-values against seeds, up to where it stopped."""
     from repro import sequential
 
-    record = run.verdict.sequential
+    record, record_threshold = run.verdict.sequential, run.verdict.threshold
     results = {arm: rs for arm, rs in run.results.items() if rs}
     if claim.sequential is None or record is None or not results:
         return None
@@ -322,7 +322,7 @@ def sequence_figure(claim: Claim, run: ClaimRun) -> Figure | None:
     # One bar per seed at which the sequence has both bounds (a median's needs a few seeds first).
     left.vlines(seeds[shown], low[shown], high[shown], color="#6baed6", linewidth=4, label="confidence sequence")
     left.set_xlim(0.5, len(seeds) + 0.5)
-    _hline(left, _threshold_of(claim), "threshold")
+    _hline(left, record_threshold, "threshold")
     left.set_xlabel("seeds")
     left.set_ylabel(path.estimand)
     right.semilogy(seeds, np.maximum.accumulate(path.e_claim), color="#1f4e79", label="largest e so far (claim)")
@@ -333,11 +333,3 @@ def sequence_figure(claim: Claim, run: ClaimRun) -> Figure | None:
     _legend(right)
     fig.suptitle(f"sequential: {record.seeds_used} of at most {record.max_seeds} seeds")
     return fig
-
-
-def _threshold_of(claim: Claim) -> float:
-    a = claim.assertion
-    for name in ("threshold", "margin", "min_fraction", "min_rho"):
-        if hasattr(a, name):
-            return float(getattr(a, name))
-    return 0.0
