@@ -10,7 +10,8 @@ at that scale; results go to the same store as
 
 ``pytest claims/ -n auto`` (pytest-xdist) shares that store between the workers: the store's file
 locks make each result computed once, and on a box with several GPUs worker ``gwN`` uses GPU N mod
-the number of GPUs.
+the number of GPUs. With ``--dist loadgroup`` the items that compute the same results (a Holm family,
+claims sharing an experiment's params) run on one worker (:mod:`repro.pytest_xdist`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,31 @@ from repro.claim import SCALES, Claim
 from repro.errors import ClaimFileError
 
 _GPU_MARKER = "gpu: full-scale claim reproduction; needs a CUDA device"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "repro_one_worker_modules",
+        type="args",
+        default=[],
+        help="test module paths (from the rootdir) whose items run on one pytest-xdist worker under --dist loadgroup",
+    )
+    parser.addini(
+        "repro_xdist_first",
+        type="args",
+        default=[],
+        help="node-id prefixes of the pytest-xdist groups to hand out first, in this order (the longest)",
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest -n N --dist loadgroup: the claims-aware groups of :mod:`repro.pytest_xdist`."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from repro.pytest_xdist import ClaimGroupScheduling
+
+    return ClaimGroupScheduling(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,17 +99,12 @@ class ClaimsFile(pytest.File):
             claim_set = load_claims(self.path)
         except ClaimFileError as exc:
             raise self.CollectError(f"invalid claims file:\n{exc}") from None
-        # Items of one family judge it together (its first item computes every member), so a worker
-        # that got only some of them would compute the family again beside the other worker.
-        distributed = self.config.pluginmanager.hasplugin("xdist")
         for claim in claim_set:
             for scale in SCALES:
                 item = ClaimItem.from_parent(
                     self, name=f"{claim.id}[{scale}]", claim=claim, scale=scale, claim_set=claim_set
                 )
                 item.add_marker(pytest.mark.claim)
-                if distributed:  # pytest -n N --dist loadgroup: a claims file's families stay on one worker
-                    item.add_marker(pytest.mark.xdist_group(f"claims/{self.path.name}"))
                 if scale == "full":
                     item.add_marker(pytest.mark.gpu)
                 yield item

@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import stats
 
-from repro.experiments import toy, toy_data
+from repro.experiments import toy, toy_sparse
 
 ALPHA = 1e-4
 
@@ -229,7 +229,7 @@ def test_seed002_values_are_uniform_below_p_then_rows_normalised():
 
 def test_forced_top_ups_keep_the_law(monkeypatch):
     """A first round of one gap per segment: every segment takes the rare top-up path."""
-    monkeypatch.setattr(toy_data, "_first_round", lambda length, p: 1)
+    monkeypatch.setattr(toy_sparse, "_first_round", lambda length, p: 1)
     p = np.array([[0.05] * 10, [0.3] * 10, [0.002] * 10])
     x = _batches(_sampler([0, 1], p, 4096), 4)
     p32 = p.astype(np.float32).astype(np.float64)
@@ -265,7 +265,7 @@ def test_batches_do_not_depend_on_threads_or_passes(monkeypatch):
         one_thread = _batches(_sampler([5, 6], p, 1024), 2)
     finally:
         torch.set_num_threads(threads)
-    monkeypatch.setattr(toy_data, "SPARSE_PASS_DRAWS", 2**10)  # many small passes
+    monkeypatch.setattr(toy_sparse, "SPARSE_PASS_DRAWS", 2**10)  # many small passes
     small_passes = _sampler([5, 6], p, 1024)
     assert len(small_passes._sparse.passes) > 4
     assert np.array_equal(reference, one_thread)

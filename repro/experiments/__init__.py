@@ -3,9 +3,9 @@
 One package per family (``tms/``, ``phase/``, ``sae/``, ``stall/``, ``subnetworks/``,
 ``calibration/``), each with its experiment (``experiment.py``), its models, data or methods, and its
 figures (``plots.py``). The toy-model trainer that tms and phase share is :mod:`repro.experiments.toy`
-(its samplers :mod:`repro.experiments.toy_data`). Figures live in modules of their own so that
-editing a figure never changes an experiment's code version, which keys its cached results; for
-the same reason each metric's kind (which picks its default test) lives in
+(its samplers :mod:`repro.experiments.toy_data` and :mod:`repro.experiments.toy_sparse`). Figures
+live in modules of their own so that editing a figure never changes an experiment's code version,
+which keys its cached results; for the same reason each metric's kind (which picks its default test) lives in
 :mod:`repro.experiments.kinds`.
 """
 

@@ -286,5 +286,5 @@ EXPERIMENT = Experiment(
     description="Toy models of superposition (Elhage et al. 2022): a linear or ReLU autoencoder "
     "x -> W^T W x (+ b) trained over a feature-sparsity sweep; counts represented and learned "
     "features, superposition, antipodal pairs, dimensionality and loss per sweep point.",
-    depends_on=("repro.experiments.toy", "repro.experiments.toy_data"),
+    depends_on=("repro.experiments.toy", "repro.experiments.toy_data", "repro.experiments.toy_sparse"),
 )

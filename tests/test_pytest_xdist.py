@@ -1,0 +1,112 @@
+"""pytest -n N --dist loadgroup: the items that compute the same results run on one worker."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+from repro.pytest_xdist import _strip_group, claim_groups
+
+from .helpers import SOURCES
+
+#: Six claims of one Holm family (source "test"), a control that reads the same results as one of
+#: them, and a control of its own. calibration.normal is instant, so only the scheduling is tested.
+CLAIMS = (
+    "".join(
+        f"""
+[[claim]]
+id = "fam.c{i}"
+source = "test"
+statement = "Draws with mean 1 have a mean above {i / 10}"
+evidence = "By construction"
+experiment = "calibration.normal"
+metric = "value"
+seeds = 12
+assertion = {{ test = "greater", threshold = {i / 10}, alpha = 0.01 }}
+params = {{ mean = 1.0, sd = {0.1 + i / 100} }}
+
+[claim.scales.ci]
+seeds = 10
+"""
+        for i in range(6)
+    )
+    + """
+[[claim]]
+id = "fam.shared.control"
+source = "test"
+control = true
+statement = "Draws with mean 1 do not have a mean above 2"
+evidence = "By construction"
+experiment = "calibration.normal"
+metric = "value"
+seeds = 12
+assertion = { test = "greater", threshold = 2.0, alpha = 0.01 }
+params = { mean = 1.0, sd = 0.1 }
+expect = "not_reproduced"
+finding = "a negative control"
+
+[claim.scales.ci]
+seeds = 10
+
+[[claim]]
+id = "alone.control"
+source = "test"
+control = true
+statement = "Draws with mean -1 do not have a mean above 0"
+evidence = "By construction"
+experiment = "calibration.normal"
+metric = "value"
+seeds = 12
+assertion = { test = "greater", threshold = 0.0, alpha = 0.01 }
+params = { mean = -1.0, sd = 0.5 }
+expect = "not_reproduced"
+finding = "a negative control"
+
+[claim.scales.ci]
+seeds = 10
+"""
+)
+
+IDS = [f"fam.c{i}" for i in range(6)] + ["fam.shared.control", "alone.control"]
+
+
+def _write(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sources.toml").write_text(textwrap.dedent(SOURCES))
+    path = folder / "demo.toml"
+    path.write_text(CLAIMS)
+    return path
+
+
+def test_a_family_and_the_claims_sharing_its_results_form_one_group(tmp_path):
+    path = _write(tmp_path / "claims")
+    groups = claim_groups(path, [(i, "ci") for i in IDS])
+    family = {groups[(i, "ci")] for i in IDS[:7]}
+    assert len(family) == 1  # the family, and the control whose params equal fam.c0's
+    assert groups[("alone.control", "ci")] not in family
+    # The same claims at another scale are other items, computing other results: another group.
+    full = claim_groups(path, [(i, "full") for i in IDS])
+    assert not set(full.values()) & set(groups.values())
+
+
+def test_the_group_suffix_of_pytest_8_is_read_and_brackets_keep_theirs():
+    assert _strip_group("claims/a.toml::x.y[ci]@claims/a.toml") == "claims/a.toml::x.y[ci]"
+    assert _strip_group("tests/test_a.py::test_b@slurm") == "tests/test_a.py::test_b"
+    assert _strip_group("tests/test_a.py::test_b[user@host]") == "tests/test_a.py::test_b[user@host]"
+
+
+def test_under_xdist_a_family_runs_on_one_worker(pytester):
+    """End to end with two workers. Without the grouping, the eight items are dealt out one by one and
+    the seven that compute together would land on both workers (pytest 9 drops xdist's own groups)."""
+    _write(pytester.path / "claims")
+    result = pytester.runpytest_subprocess(
+        "claims", "-m", "not gpu", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=8)
+    workers = {}
+    for line in result.stdout.lines:
+        found = re.search(r"\[(gw\d)\].*PASSED claims/demo\.toml::([\w.]+)\[ci\]", line)
+        if found:
+            workers[found.group(2)] = found.group(1)
+    assert set(workers) == set(IDS)
+    assert len({workers[i] for i in IDS[:7]}) == 1, workers
