@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repro.claim import Difference, Equivalent, Greater, Less, Predicate, Proportion, Trend
+from repro.claim import Assertion, Difference, Equivalent, Greater, Less, Predicate, Proportion, Trend
 from repro.stats import decide
 
 __all__ = ["ALPHAS", "NS", "SCENARIOS", "Scenario", "bound", "false_reproduction_rate", "main", "reps_for"]
@@ -31,7 +31,7 @@ LN2 = math.log(2.0)
 RHO = 0.3  # within-seed correlation of cells
 K_CELLS = 7
 
-Draw = Callable[[np.random.Generator, int, float], tuple[object, dict[str, np.ndarray], np.ndarray | None]]
+Draw = Callable[[np.random.Generator, int, float], tuple[Assertion, dict[str, np.ndarray], np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def false_reproduction_rate(scenario: Scenario, n: int, alpha: float, reps: int,
     hits = 0
     for _ in range(reps):
         assertion, values, sweep = scenario.draw(rng, n, alpha)
-        hits += decide(assertion, values, sweep).outcome == "reproduced"  # type: ignore[arg-type]
+        hits += decide(assertion, values, sweep).outcome == "reproduced"
     return hits / reps
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -380,7 +380,7 @@ class Claim(_Strict):
 
     # -- derived views (no state is stored twice) -------------------------------------------------
     def scale(self, name: str) -> Scale:
-        return self.scales.get(name) or Scale()  # type: ignore[call-arg]
+        return cast("dict[str, Scale]", self.scales).get(name) or Scale()  # any other name finds none
 
     def n_seeds(self, scale: str) -> int:
         return self.scale(scale).seeds or self.seeds

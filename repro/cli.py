@@ -185,6 +185,7 @@ def run(
     chosen = list({m.id: m for c in chosen for m in family_members(c, claim_set, scale)}.values())
     store = Store.default()
     store.clear_stale_temporaries()
+    runner_: SlurmExecutor | LocalExecutor
     if executor == "slurm":
         runner_ = SlurmExecutor(
             partition=partition,
@@ -206,6 +207,7 @@ def run(
             wanted = {c.id: seeds_wanted(c, scale, store, claim_set.family_size(c, scale))
                       for c in chosen if c.sequential is not None and not c.skipped(scale)}  # fmt: skip
             jobs, _ = plan_jobs(chosen, scale, store, seeds_per_job=seeds_per_job, force=force, wanted=wanted)
+            assert isinstance(runner_, SlurmExecutor)  # built above for --executor slurm
             handles = runner_.submit(jobs, store) if jobs else []
         except ReproError as exc:
             _fail(exc)

@@ -45,7 +45,7 @@ def claims_table(claim_set: ClaimSet) -> Table:
 def resolved_claim(claim_set: ClaimSet, claim: Claim) -> dict[str, Any]:
     """`repro show`: one claim resolved: params at each scale, seeds, assertion, source."""
     source = claim_set.sources[claim.source]
-    resolved = {
+    resolved: dict[str, Any] = {
         "id": claim.id,
         "file": str(claim_set.files[claim.id]),
         "statement": claim.statement,

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import submitit
 
@@ -280,6 +280,7 @@ class SlurmExecutor:
         if on_progress and handles:
             on_progress(f"{len(handles)} {self.cluster} jobs submitted ({handles[0].job_id.split('_')[0]})")
         outcomes: list[JobOutcome | None] = [None] * len(jobs)
+        ended_at: dict[int, float]  # job index -> when the queue first reported it ended
         waiting, ended_at, delay = dict(enumerate(handles)), {}, min(1.0, self.poll_s)
         while waiting:
             states = _queue_states() if self.cluster == "slurm" else None
@@ -297,7 +298,7 @@ class SlurmExecutor:
                     outcomes[i] = self._outcome(jobs[i], handle, ended=state)
                 del waiting[i]
                 if on_done:
-                    on_done(outcomes[i])
+                    on_done(cast(JobOutcome, outcomes[i]))  # set by whichever branch reached here
             if waiting:
                 time.sleep(delay)
                 delay = min(self.poll_s, 2 * delay)

@@ -27,6 +27,7 @@ import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -158,7 +159,7 @@ def _imagenet(root: Path, rng: np.random.Generator, sizes: Sizes) -> None:
     shapes = [(333, 500), (500, 375), (256, 256), (480, 640), (200, 300)]
     for c in range(sizes.imagenet_classes):
         w = _wnid(c)
-        colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
+        colour = cast("tuple[int, int, int]", tuple(int(v) for v in rng.integers(0, 256, size=3)))  # size=3
         folder = root / "imagenet" / "train" / w
         folder.mkdir(parents=True, exist_ok=True)
         for j in range(sizes.imagenet_per_class):

@@ -14,18 +14,18 @@ verdict from the store) live here, used by the runner, the report, the pytest it
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from pydantic import BaseModel
 
 from repro import registry, stats
 from repro.claim import Claim, Trend
 from repro.load import ClaimSet, resolve_params
-from repro.store import Store, StoredResult, result_key
+from repro.store import Observed, Store, StoredResult, result_key
 
 __all__ = [
     "ClaimRun",
@@ -112,7 +112,7 @@ class ClaimRun:
         )
 
 
-def keys_of(claim: Claim, scale: str, seeds: Sequence[int]) -> dict[str, tuple[object, list[str]]]:
+def keys_of(claim: Claim, scale: str, seeds: Sequence[int]) -> dict[str, tuple[BaseModel, list[str]]]:
     """arm -> (its resolved params, the store keys of ``seeds``) at ``scale``."""
     experiment = registry.get(claim.experiment)
     version = experiment.code_version
@@ -124,7 +124,7 @@ def keys_of(claim: Claim, scale: str, seeds: Sequence[int]) -> dict[str, tuple[o
     return keyed
 
 
-def _select(claim: Claim, result: StoredResult) -> float | list[float]:
+def _select(claim: Claim, result: Observed) -> float | list[float]:
     value = result.metrics[claim.metric]
     if claim.at is None or not isinstance(value, list):
         return value
@@ -138,7 +138,7 @@ def _select(claim: Claim, result: StoredResult) -> float | list[float]:
 
 
 def observations(
-    claim: Claim, results: dict[str, list[StoredResult]]
+    claim: Claim, results: Mapping[str, Sequence[Observed]]
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Per-arm arrays for stats.decide: (n_seeds,) scalars, or (n_seeds, K) along the sweep."""
     values: dict[str, np.ndarray] = {}
@@ -274,7 +274,10 @@ def evaluate_sequential(
             f"not run: the sequential run is undecided after {state.stored} of at most {cap} seeds at scale {scale}",
         )
         return run
+    from repro.sequential import SequentialDecision  # loaded already, by sequential_state
+
     d = state.decision
+    assert isinstance(d, SequentialDecision), "decided, or every seed (at least 2) stored: the prefix was decided on"
     used = state.stopped_at or cap
     run.seeds = state.seeds[:used]
     run.results = {arm: r[:used] for arm, r in state.results.items()}
@@ -342,9 +345,9 @@ def correct(runs: Sequence[ClaimRun], claim_set: ClaimSet, scale: str) -> list[C
     holm: dict[str, tuple[float, float, str, int]] = {}  # claim id -> (p, opposite p, family, size)
     for family, members in _families(claim_set, scale).items():
         ids = [c.id for c in members]
-        p = stats.holm([_p(by_id.get(i), "p_value") for i in ids])
-        p_opp = stats.holm([_p(by_id.get(i), "p_opposite") for i in ids])
-        holm.update((i, (p[k], p_opp[k], family, len(ids))) for k, i in enumerate(ids))
+        ps = stats.holm([_p(by_id.get(i), "p_value") for i in ids])
+        ps_opp = stats.holm([_p(by_id.get(i), "p_opposite") for i in ids])
+        holm.update((i, (ps[k], ps_opp[k], family, len(ids))) for k, i in enumerate(ids))
     out = []
     for run in runs:
         verdict, size = run.verdict, 1
@@ -357,7 +360,7 @@ def correct(runs: Sequence[ClaimRun], claim_set: ClaimSet, scale: str) -> list[C
         if figure is not None:
             message = verdict.message.replace(verdict.shortfall, figure) if verdict.shortfall else verdict.message
             verdict = verdict.model_copy(update={"shortfall": figure, "message": message})
-        out.append(dataclasses.replace(run, verdict=verdict))
+        out.append(replace(run, verdict=verdict))
     return out
 
 

@@ -16,9 +16,12 @@ import stat
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.errors import ClaimFileError
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 _INT64 = (-(2**63), 2**63 - 1)
 #: Claims nest a few levels (claim.scales.ci.KEY, a list of lists in params); far deeper is a broken
@@ -57,7 +60,7 @@ def _field(loc: Iterable[Any]) -> str:
     return ".".join(_name(part) for part in loc) or "(claim)"
 
 
-def _format(error: dict[str, Any], prefix: tuple[Any, ...] = ()) -> str:
+def _format(error: ErrorDetails, prefix: tuple[Any, ...] = ()) -> str:
     field = _field(prefix + tuple(error["loc"]))
     got = error.get("input")
     shown = f" (got {_show(got)})" if got is not None and not isinstance(got, dict) else ""

@@ -156,7 +156,7 @@ def plan_claim(claim: Claim, values: dict[str, np.ndarray] | None, sweep: np.nda
     a = claim.assertion
     planning_alpha = a.alpha / family_size
     spread = _spread(claim, values, sweep) if values else None
-    cells = bool(values) and "main" in values and values["main"].ndim == 2
+    cells = values is not None and bool(values) and "main" in values and values["main"].ndim == 2
     seeds: dict[float, int | None] = {}
     how, note = "", ""
     for power in POWERS:

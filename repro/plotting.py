@@ -34,7 +34,7 @@ def draws_from(*claim: str, verdict: tuple[str, ...] = ()) -> Callable[[F], F]:
     """
 
     def mark(function: F) -> F:
-        function.figure_reads = {"claim": tuple(claim), "verdict": tuple(verdict)}  # type: ignore[attr-defined]
+        setattr(function, "figure_reads", {"claim": tuple(claim), "verdict": tuple(verdict)})  # noqa: B010
         return function
 
     return mark

@@ -38,7 +38,7 @@ def git_revision() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)

@@ -19,12 +19,15 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from repro.claim import SCALES, Claim
 from repro.errors import ClaimFileError
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr
 
 _GPU_MARKER = "gpu: full-scale claim reproduction; needs a CUDA device"
 
@@ -156,14 +159,14 @@ class ClaimItem(pytest.Item):
                 m.id: compute(m, self.scale, store=store, device=device, family_size=sizes[m.id]).error for m in members
             }
             runs = judge_all(members, self.scale, store, self.claim_set)
-            failed = {m.id: ClaimRun.failed(m, self.scale, errors[m.id]) for m in members if errors[m.id]}
+            failed = {m.id: ClaimRun.failed(m, self.scale, error) for m in members if (error := errors[m.id])}
             judged[key] = {run.claim.id: failed.get(run.claim.id, run) for run in runs}
         result = judged[key][self.claim.id]
         self.user_properties.append(("verdict", result.verdict.outcome))
         if not result.as_expected:
             raise ClaimMismatch(result.failure_text())
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str | TerminalRepr:
         if isinstance(excinfo.value, ClaimMismatch):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style=style)

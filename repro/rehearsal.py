@@ -84,6 +84,9 @@ def rehearsal_params(claim: Claim, arm: str = "main", extra_cuts: dict[str, dict
         value = getattr(params, name)
         update[name] = cut if value is None else min(value, cut)
     if claim.experiment == "subnetworks.split":  # lr drops past the cut epochs never happen; keep them in range
+        from repro.experiments.subnetworks.experiment import SubnetworkParams  # loaded: the registry imports it
+
+        assert isinstance(params, SubnetworkParams)
         update["lr_drops"] = [d for d in params.lr_drops if d < update.get("epochs", params.epochs)]
     return type(params).model_validate({**claim.raw_params("full", arm), **update})
 

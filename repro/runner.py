@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from repro import provenance, registry
 from repro.claim import Claim
 from repro.errors import DeviceUnavailableError
@@ -54,7 +56,7 @@ class Computed:
 
 def _compute_batch(
     experiment: registry.Experiment,
-    params: object,
+    params: BaseModel,
     todo: list[tuple[int, str]],
     done: Computed,
     *,
@@ -86,7 +88,7 @@ def _compute_batch(
         prov["warnings"] = [text[:500] for text in list(seen)[:MAX_WARNINGS]]
     if len(produced) != len(todo):
         raise RuntimeError(f"{experiment.name} returned {len(produced)} results for {len(todo)} seeds")
-    dumped = params.model_dump(mode="json")  # type: ignore[attr-defined]
+    dumped = params.model_dump(mode="json")
     for (seed, key), result in zip(todo, produced, strict=True):
         if result.seed != seed:
             raise RuntimeError(f"{experiment.name} returned seed {result.seed} where {seed} was asked")

@@ -106,6 +106,7 @@ def sequential_path(assertion: Any, values: Mapping[str, np.ndarray], sweep: np.
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     log_c = -math.log(assertion.alpha)
+    arms: tuple[np.ndarray, ...]
     if isinstance(assertion, Proportion):
         return _proportion(assertion, values, log_c)
     if isinstance(assertion, Trend):
@@ -189,7 +190,7 @@ def holm_anytime(p_values: Sequence[float]) -> list[float]:
     <= P(sup_t E_t >= 1/u) <= u by Ville's inequality.
     """
     ps = [float(p) for p in p_values]
-    return [float(p) for p in holm(ps)]  # type: ignore[arg-type]
+    return [float(p) for p in holm(ps)]
 
 
 # -- the kinds ------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ class _Context:
     sigma: float | None
 
     def _lohi(self, sign: int) -> tuple[float, float]:
-        lo, hi = self.bounds  # type: ignore[misc]
+        assert self.bounds is not None, "only the betting method reads bounds, and it is built with them"
+        lo, hi = self.bounds
         return (lo, hi) if sign > 0 else (-hi, -lo)
 
     def claim(self, y: np.ndarray, thr: float, sign: int) -> np.ndarray:
@@ -46,7 +47,8 @@ class _Context:
         if self.method == "betting":
             lo, hi = self._lohi(sign)
             return _betting_log_e((y - lo) / (hi - lo), np.array([(thr - lo) / (hi - lo)]), self.log_c)[:, 0]
-        return _mixture_log_e(np.cumsum(y - thr), np.arange(1, y.size + 1), self.sigma, self.log_c)  # type: ignore[arg-type]
+        assert self.sigma is not None, "the sub-Gaussian method is built with its sigma"
+        return _mixture_log_e(np.cumsum(y - thr), np.arange(1, y.size + 1), self.sigma, self.log_c)
 
     def opposite(self, y: np.ndarray, thr: float, sign: int) -> np.ndarray:
         """log e-process of H0: location of y >= thr (sign: P(y > thr) >= 1/2, ties for it, as repro.stats)."""
@@ -60,7 +62,7 @@ class _Context:
             return _median_bounds(y, self.log_c)
         t = np.arange(1, y.size + 1)
         if self.method == "subgaussian":
-            b = _mixture_boundary(_capacity(y.size), self.sigma, self.log_c)[: y.size] / t  # type: ignore[arg-type]
+            b = _mixture_boundary(_capacity(y.size), self.sigma, self.log_c)[: y.size] / t
             mean = np.cumsum(y) / t
             return _running(mean - b, mean + b)
         lo, hi = self._lohi(sign)
@@ -130,6 +132,7 @@ def _median_bounds(y: np.ndarray, log_c: float) -> tuple[np.ndarray, np.ndarray]
     """At seed s the claim side rejects every m below the (s - k* + 1)-th smallest seed so far and the
     opposite side every m from the (s - k**)-th smallest on: the order-statistic CS, intersected over seeds."""
     claim, opposite = (v[: y.size] for v in _sign_crossings(_capacity(y.size), log_c))
+    prefix: list[float]
     low, high, prefix = np.full(y.size, -np.inf), np.full(y.size, np.inf), []
     for s in range(1, y.size + 1):
         bisect.insort(prefix, float(y[s - 1]))

@@ -180,7 +180,8 @@ def _trend(a: Trend, values: Mapping[str, np.ndarray], sweep: np.ndarray | None)
     sign test that more than half the seeds have rho above ``min_rho`` (a rho on it counts against)."""
     y = _arm(values, "main", 2, "(n_seeds, K)")  # (n_seeds, K)
     if sweep is None or np.shape(sweep) != (y.shape[1],):
-        raise ValueError(f"a trend claim needs sweep coordinates of shape ({y.shape[1]},); got {np.shape(sweep)}")
+        # np.shape(None) is () at run time; numpy's stub for np.shape takes no None.
+        raise ValueError(f"a trend claim needs sweep coordinates of shape ({y.shape[1]},); got {np.shape(sweep)}")  # type: ignore[arg-type]
     s = np.asarray(sweep, dtype=float)  # (K,)
     if not np.all(np.isfinite(s)):
         raise _BadData("the sweep coordinates hold NaN or inf")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,7 +106,11 @@ def error_verdict(assertion: Assertion, message: str) -> Verdict:
     )  # fmt: skip
 
 
-def holm(p_values: Sequence[float | None]) -> list[float | None]:
+@overload
+def holm(p_values: Sequence[float]) -> list[float]: ...
+@overload
+def holm(p_values: Sequence[float | None]) -> list[float | None]: ...
+def holm(p_values: Sequence[float | None]) -> list[float] | list[float | None]:
     """Holm step-down adjusted p-values: the j-th smallest of m becomes max over i <= j of
     min(1, (m - i + 1) p_(i)) (Holm 1979; equal to statsmodels' multipletests method="holm", which
     tests/test_stats.py checks, without its full garbage collection on every call).

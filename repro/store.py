@@ -32,14 +32,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from filelock import FileLock, Timeout
 
 from repro.errors import StoreError
 
-__all__ = ["Store", "StoredResult", "result_key"]
+__all__ = ["Observed", "Store", "StoredResult", "result_key"]
 
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600.0
@@ -98,6 +98,16 @@ class StoredResult:
             return {}
         with np.load(npz, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
+
+
+class Observed(Protocol):
+    """What judging reads of a result (:func:`repro.judge.observations`): a StoredResult, or a stand-in."""
+
+    @property
+    def metrics(self) -> Mapping[str, float | list[float]]: ...
+
+    @property
+    def sweep(self) -> Mapping[str, list[float]]: ...
 
 
 class Store:
@@ -201,7 +211,8 @@ class Store:
         path = self._path(experiment, key)
         if arrays:
             arrays_np = {name: np.asarray(a) for name, a in arrays.items()}
-            self._atomic_write(path.with_suffix(".npz"), lambda h: np.savez_compressed(h, **arrays_np))
+            # numpy's stub lets **kwds bind allow_pickle too; no stored array is named so.
+            self._atomic_write(path.with_suffix(".npz"), lambda h: np.savez_compressed(h, **arrays_np))  # type: ignore[arg-type]
         record = {
             "format": FORMAT_VERSION,
             "key": key,

@@ -56,3 +56,34 @@ def test_import_linter_catches_a_broken_layer(tmp_path):
     )
     done = _lint_imports(config)
     assert done.returncode != 0 and "BROKEN" in done.stdout
+
+
+def _mypy(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    # The pydantic plugin and every dependency come from this interpreter's environment.
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def test_the_package_type_checks():
+    """mypy on repro/ at pyproject's [tool.mypy] settings (default strictness, pydantic's plugin)."""
+    done = _mypy("--config-file", str(REPO / "pyproject.toml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Success: no issues found" in done.stdout
+
+
+def test_mypy_catches_a_type_error(tmp_path):
+    """Negative control: the same configuration reports a module that passes a str where an int goes."""
+    module = tmp_path / "broken.py"
+    module.write_text("def double(n: int) -> int:\n    return 2 * n\n\n\ndouble('two')\n")
+    done = _mypy("--config-file", str(REPO / "pyproject.toml"), str(module), cwd=tmp_path)
+    assert done.returncode == 1 and 'incompatible type "str"' in done.stdout, done.stdout + done.stderr
+
+
+def test_ruff_finds_nothing():
+    """pyproject's ruff rules and format over the package, its tests and benchmarks."""
+    ruff = Path(sys.executable).with_name("ruff")
+    paths = ["repro", "tests", "benchmarks"]
+    for command in ([str(ruff), "check", *paths], [str(ruff), "format", "--check", *paths]):
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr

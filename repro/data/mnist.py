@@ -252,12 +252,12 @@ def _last_per_class(labels: np.ndarray, n_test: Callable[[int], int]) -> np.ndar
 
 def _frozen(name: str, train_x, train_y, test_x, test_y, *, side: int, max_value: float) -> Digits:
     """Digits with read-only arrays: loaders are cached, so no caller may change what another sees."""
-    arrays = [
+    arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (
         np.ascontiguousarray(train_x, dtype=np.float32),
         np.ascontiguousarray(train_y, dtype=np.int64),
         np.ascontiguousarray(test_x, dtype=np.float32),
         np.ascontiguousarray(test_y, dtype=np.int64),
-    ]
+    )
     for array in arrays:
         array.setflags(write=False)
     return Digits(name, *arrays, side=side, max_value=max_value)

@@ -36,14 +36,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from repro.experiments.toy_data import DataKind, FeatureSampler, SamplerMethod, _rng_pool, default_method
+from repro.experiments.toy_data import DataKind, FeatureSampler, Sampler, SamplerMethod, _rng_pool, default_method
 
 __all__ = [
     "DataKind",
@@ -314,6 +314,7 @@ class _RunGradients:
         if models.W2 is None:
             self.grad_W += self.grad_out[:, :m]  # W is used twice: in h = x W^T and in h W + b
             return [self.grad_W, self.grad_b]
+        assert self.grad_W2 is not None  # allocated where models.W2 is
         self.grad_W2.copy_(self.grad_out[:, :m].transpose(1, 2))
         return [self.grad_W, self.grad_W2, self.grad_b]
 
@@ -323,6 +324,7 @@ class _RunGradients:
 
     def _work(self, w: int) -> None:
         models, x = self.models, self.x
+        assert x is not None  # set by __call__ around the work
         m = models.W.shape[1]
         hT_buf, pre_buf, d_buf, dhT_buf = self.scratch[w]
         for run in self.assigned[w]:
@@ -343,7 +345,7 @@ class _RunGradients:
 @torch.no_grad()
 def train(
     models: ToyModels,
-    sampler: FeatureSampler,
+    sampler: Sampler,
     importance: Tensor,
     settings: TrainSettings,
     by_runs: bool | None = None,
@@ -369,7 +371,7 @@ def train(
         by_runs = models.W.device.type == "cpu" and not models.small and entries >= RUN_GRADIENTS_MIN_ENTRIES
     threads = torch.get_num_threads()
     if by_runs:
-        step_gradients = _RunGradients(models, sampler.batch, weight, threads)
+        step_gradients: Callable[[Tensor], list[Tensor]] = _RunGradients(models, sampler.batch, weight, threads)
     else:
         step_gradients = functools.partial(gradients, models, weight=weight)
     try:
@@ -386,7 +388,7 @@ def train(
 
 
 @torch.no_grad()
-def loss_per_instance(models: ToyModels, sampler: FeatureSampler, importance: Tensor, n_batches: int = 8) -> Tensor:
+def loss_per_instance(models: ToyModels, sampler: Sampler, importance: Tensor, n_batches: int = 8) -> Tensor:
     """Mean over n_batches fresh batches' rows of sum_i I_i (x_i - x'_i)^2, per instance, (I,)."""
     imp = torch.as_tensor(importance, dtype=torch.float32, device=models.W.device)
     imp = imp.repeat(models.n_seeds, 1).unsqueeze(1)  # (I, 1, n)

@@ -14,14 +14,14 @@ A module of its own so that the trainer and the samplers each stay readable; bot
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
 
 from repro.experiments.toy_sparse import _rng_pool, _SparseDraws
 
-__all__ = ["DataKind", "FeatureSampler", "SamplerMethod", "default_method"]
+__all__ = ["DataKind", "FeatureSampler", "Sampler", "SamplerMethod", "default_method"]
 
 DataKind = Literal["paper", "seed002", "batch_mask"]
 SamplerMethod = Literal["torch", "sparse"]
@@ -40,6 +40,14 @@ SPARSE_MAX_DRAWN_FRACTION = 0.25
 #: ... and where a seed has at least this many entries a batch (K B n): below it the sparse sampler's
 #: fixed cost a step exceeds torch's draw (measured: 1,280 entries 20 vs 14 us, 12,800 27 vs 58 us).
 SPARSE_MIN_ENTRIES = 2**12
+
+
+class Sampler(Protocol):
+    """What the trainer reads of a sampler: FeatureSampler, or any with its interface (phase's SharedMaskSampler)."""
+
+    batch: int  # rows per instance in a call
+
+    def __call__(self) -> Tensor: ...
 
 
 class FeatureSampler:
@@ -132,15 +140,18 @@ class FeatureSampler:
         # Zeroing where u >= p by comparing with a broadcast p into a bool mask costs 3x the
         # arithmetic on CPU; instead relu's backward kernel keeps x where p - u > 0 (exactly u < p).
         if self.data == "paper" and self.single_draw:
+            assert self._gap is not None  # allocated for the paper's single draw
             torch.sub(p, x, out=self._gap)
             x.div_(p)  # given u < p, u / p ~ U[0, 1)
             _keep_where_positive(x, self._gap)
         elif self.data == "paper":
+            assert self._u is not None  # a separate draw of the mask's uniforms
             _keep_where_positive(x, self._u.neg_().add_(p))  # p - u
         elif self.data == "seed002":
             x.masked_fill_(x > p, 0.0)
             _normalise_rows(x)
         else:  # batch_mask: (G, K, 1, n) mask broadcast over the batch rows
+            assert self._u is not None
             x.mul_(self._u < p)
         return x.view(-1, x.shape[-2], x.shape[-1])
 

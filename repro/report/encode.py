@@ -19,17 +19,22 @@ import base64
 import io
 import re
 from collections import Counter
+from collections.abc import Iterator
 from itertools import groupby
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 __all__ = ["compact_svg", "figure_svg", "svg_data_uri"]
 
 #: Style every figure is drawn and saved under; fixed so output depends only on the data.
-RC: dict[str, object] = {
+RC: dict[RcKeyType, Any] = {
     "svg.hashsalt": "repro-report",  # matplotlib otherwise salts its element ids with a random UUID
     "svg.fonttype": "none",  # text stays text: smaller files, selectable labels
     "font.family": "sans-serif",
@@ -276,6 +281,7 @@ def _group(tokens: list[str], tag: str, attribute: re.Pattern[str]) -> list[str]
         return match.group(1)
 
     out: list[str] = []
+    run: Iterator[str] | list[str]  # each group, then its tokens as a list
     for value, run in groupby(tokens, key):
         run = list(run)
         if value is None or len(run) < 2:

@@ -26,7 +26,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 import numpy as np
@@ -107,12 +107,12 @@ def _figure(
     if shared is not None and shared in memo:
         return memo[shared], None
     key = cache.key(function, inputs) if cache is not None else None
-    svg = cache.get(key) if key is not None else FigureCache.MISSING  # type: ignore[union-attr]
+    svg = cache.get(key) if cache is not None and key is not None else FigureCache.MISSING  # a key: a cache
     if svg is FigureCache.MISSING:
         svg = _draw(function, claim, run)
-        if key is not None:
-            cache.put(key, svg)  # type: ignore[union-attr]
-    return svg, shared  # type: ignore[return-value]
+        if cache is not None and key is not None:
+            cache.put(key, svg)
+    return cast("str | None", svg), shared  # the cache's text or None, or a drawing's
 
 
 def render_figures(
@@ -223,7 +223,8 @@ def _trend(fig: Figure, claim: Claim, run: ClaimRun, values: dict[str, np.ndarra
 
 
 def _arms(fig: Figure, claim: Claim, run: ClaimRun, values: dict[str, np.ndarray]) -> None:
-    a, b = claim.assertion.a, claim.assertion.b  # type: ignore[union-attr]
+    assert isinstance(claim.assertion, (Difference, Equivalent))  # observed_figure draws these kinds here
+    a, b = claim.assertion.a, claim.assertion.b
     left, right = fig.subplots(1, 2, width_ratios=[3, 2], gridspec_kw={"wspace": 0.45})
     x, y = values[a].ravel(), values[b].ravel()
     paired = bool(getattr(claim.assertion, "paired", False)) and x.size == y.size
@@ -238,7 +239,7 @@ def _arms(fig: Figure, claim: Claim, run: ClaimRun, values: dict[str, np.ndarray
     left.set_title("per seed" + (" (paired)" if paired else ""))
     if paired:
         _strip(right, 0.0, x - y, "#404040")
-    margin = claim.assertion.margin  # type: ignore[union-attr]
+    margin = claim.assertion.margin
     if isinstance(claim.assertion, Equivalent):
         _hline(right, margin, f"margin ±{margin:g}")
         _hline(right, -margin, "_nolabel")
@@ -305,6 +306,7 @@ def sequence_figure(claim: Claim, run: ClaimRun) -> Figure | None:
     results = {arm: rs for arm, rs in run.results.items() if rs}
     if claim.sequential is None or record is None or not results:
         return None
+    assert record_threshold is not None, "a sequential verdict is decided against its threshold"
     try:
         values, sweep = observations(claim, results)
         design = claim.sequential

@@ -86,7 +86,11 @@ def describe_assertion(claim: Claim) -> str:
     if claim.at is not None:
         metric = f"{metric} at {claim.at:g}"
     if isinstance(a, (Greater, Less)):
-        location = {"t": "t test on the mean", "wilcoxon": "signed-rank test on the median", "sign": "sign test"}
+        location: dict[str | None, str] = {
+            "t": "t test on the mean",
+            "wilcoxon": "signed-rank test on the median",
+            "sign": "sign test",
+        }
         return f"{metric} {'>' if isinstance(a, Greater) else '<'} {a.threshold:g} ({location[a.method]})"
     if isinstance(a, Proportion):
         pred = a.predicate

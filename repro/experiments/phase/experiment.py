@@ -200,7 +200,7 @@ def run(params: PhaseParams, seeds: Sequence[int], device: torch.device | str) -
         init=params.init, init_std=params.init_std, bias_init=params.bias_init, bias_std=params.bias_std,
     )  # fmt: skip
     if params.data == "independent":
-        sampler = toy.FeatureSampler(generators, probability.repeat(R, 1), params.batch, "paper")
+        sampler: toy.Sampler = toy.FeatureSampler(generators, probability.repeat(R, 1), params.batch, "paper")
     else:
         sampler = SharedMaskSampler(generators, probability.repeat(R, 1), params.batch)
     settings = toy.TrainSettings(
@@ -276,7 +276,9 @@ def keep_lowest_loss(loss: Tensor, W: Tensor, b: Tensor) -> tuple[Tensor, Tensor
     return loss.gather(1, best)[:, 0], W, b
 
 
-def _seed_metrics(codes: Tensor, theory: Tensor, far: Tensor, sparse: Tensor, n_r: int) -> dict[str, float]:
+def _seed_metrics(
+    codes: Tensor, theory: Tensor, far: Tensor, sparse: Tensor, n_r: int
+) -> dict[str, float | list[float]]:
     """Scalar metrics of one seed's diagram; codes, theory, far, sparse (K,), K = n_r * n_density."""
     agree = codes == theory
     antipodal = (codes == ANTIPODAL).double()

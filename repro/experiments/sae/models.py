@@ -156,6 +156,7 @@ def train_classifier(params: SaeParams, seeds: Sequence[int], x: Tensor, y: Tens
             optimizer.step()
         if x_val is None:
             continue
+        assert y_val is not None  # the split holds both validation tensors or neither
         with torch.no_grad():  # the source: keep a higher validation accuracy, or an equal one at lower loss
             logits = net.logits(x_val)
             score = torch.stack([accuracy(logits, y_val), -cross_entropy(logits, y_val).double()], 1)  # (G, 2)
@@ -269,7 +270,7 @@ def train_dictionaries(params: SaeParams, seeds: Sequence[int], acts: Tensor) ->
     G, specs = acts.shape[0], params.dictionaries
     means = acts.mean(1)  # (G, d)
     scales = (acts - means[:, None]).square().mean((1, 2)).sqrt()  # (G,)
-    references: dict[tuple[int, float, int], int] = {}  # (latents, l1, seed) -> dictionary index (< 0: hidden)
+    references: dict[tuple[int, float | None, int], int] = {}  # (latents, l1, seed) -> dictionary index (< 0: hidden)
     hidden: list[Dictionary] = []
     for spec in specs:
         if spec.match_l1 is None or (key := (spec.latents, spec.match_l1, spec.seed)) in references:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -37,8 +37,11 @@ def _arms(run: ClaimRun) -> list[tuple[str, list[StoredResult]]]:
 
 def _block(results: list[StoredResult], metric: str) -> np.ndarray:
     """(n_seeds, D) values of a per-dictionary metric (NaN rows where a seed lacks it)."""
-    width = max(len(r.metrics.get(metric, []) or []) for r in results)
-    rows = [r.metrics.get(metric) if isinstance(r.metrics.get(metric), list) else [math.nan] * width for r in results]
+    width = max(len(cast("list[float]", r.metrics.get(metric, []) or [])) for r in results)  # a list per seed
+    rows = [
+        cast("list[float]", r.metrics.get(metric)) if isinstance(r.metrics.get(metric), list) else [math.nan] * width
+        for r in results
+    ]
     return np.asarray([row + [math.nan] * (width - len(row)) for row in rows], dtype=float)
 
 
@@ -80,9 +83,9 @@ def probe_vs_size(claim: Claim, run: ClaimRun) -> Figure | None:
             ax.plot(sizes[order], row[order], color=colour, linewidth=0.6, alpha=0.35)
         ax.plot(sizes[order], np.nanmean(probe, 0)[order], color=colour, marker="o", markersize=4, linewidth=2.0,
                 label=_label(arm, f"codes, mean of {len(results)} seeds"))  # fmt: skip
-        raw = np.nanmean([r.metrics.get("probe_accuracy_raw", math.nan) for r in results])
+        raw = cast(float, np.nanmean([r.metrics.get("probe_accuracy_raw", math.nan) for r in results]))  # a float64
         ax.axhline(raw, color=colour, linestyle="--", linewidth=1.0, label=_label(arm, "raw activations, mean"))
-    chance = np.nanmean([r.metrics.get("probe_chance", math.nan) for _, rs in arms for r in rs])
+    chance = cast(float, np.nanmean([r.metrics.get("probe_chance", math.nan) for _, rs in arms for r in rs]))  # float64
     if math.isfinite(chance) and chance > 0:
         ax.axhline(chance, color="#808080", linestyle=":", linewidth=1.0, label=f"chance {chance:.2f}")
     threshold = getattr(claim.assertion, "threshold", None)

@@ -43,25 +43,22 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from torch import Tensor, nn
+from torch import Tensor
 
 from repro.data.images import ImageSet, load_image_dataset
 from repro.experiments.common import single_threaded, stream
 from repro.experiments.stall.metrics import cluster_scores, cosine_histogram, mean_pairwise_cosine, tsne_embedding
-from repro.experiments.stall.models import (
-    RESNET18_URL,
-    SmallCNN,
-    build_model,
-    pretrained_resnet18_state,
-    trunk,
-)
+from repro.experiments.stall.models import RESNET18_URL, SmallCNN, build_model, pretrained_resnet18_state, trunk
 from repro.registry import Experiment, SeedResult
+
+if TYPE_CHECKING:
+    from torchvision.models.resnet import BasicBlock, ResNet
 
 __all__ = ["EXPERIMENT", "METRICS", "RESNET18_URL", "ActiveLearningParams", "SmallCNN", "build_model", "cluster_scores",
            "cosine_histogram", "least_confidence", "mean_pairwise_cosine", "pretrained_resnet18_state", "run",
@@ -138,6 +135,7 @@ def select_queries(strategy: str, probs: Tensor | None, n_candidates: int, k: in
     """Positions (into the unlabelled candidates) to label next: least confidence or uniformly random."""
     k = min(k, n_candidates)
     if strategy == "least_confidence":
+        assert probs is not None  # the caller scores the candidates for this strategy
         return least_confidence(probs, k).cpu()
     if strategy == "random":
         return torch.randperm(n_candidates, generator=generator)[:k]
@@ -209,7 +207,7 @@ def _prepare(data: ImageSet, params: ActiveLearningParams, device: torch.device)
 class _Trainer:
     """Adam + cross-entropy on index batches of the resident train tensor; autocast on CUDA only."""
 
-    def __init__(self, model: nn.Module, data: _Data, params: ActiveLearningParams, device: torch.device):
+    def __init__(self, model: SmallCNN | ResNet, data: _Data, params: ActiveLearningParams, device: torch.device):
         self.model, self.data, self.params = model, data, params
         self.optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
         self.amp = device.type == "cuda" and params.amp != "off"
@@ -250,7 +248,7 @@ class _Trainer:
         25,088 floats an image (1 GB for Tiny ImageNet's 10,000 test images)."""
         self.model.eval()
         out: dict[str, list[Tensor]] = {name: [] for name in keep}
-        layer = self.model.layer4[-1]
+        layer = cast("BasicBlock", self.model.layer4[-1])  # torchvision's block, in SmallCNN too
         step = self.data.eval_batch
         for start in range(0, len(images), step):
             with self.autocast():
@@ -292,7 +290,7 @@ def _round_metrics(trainer: _Trainer, data: _Data) -> dict[str, float]:
             "round_cosine_source": mean_pairwise_cosine(feats["source"])}  # fmt: skip
 
 
-def _final(trainer: _Trainer, data: _Data, params: ActiveLearningParams) -> tuple[dict[str, float], dict]:
+def _final(trainer: _Trainer, data: _Data, params: ActiveLearningParams) -> tuple[dict[str, float | list[float]], dict]:
     logits = trainer.forward(data.test_x, keep=("logits",))["logits"]
     accuracy = float((logits.argmax(1) == data.test_y).double().mean())
     flat = ("flat",) if params.protocol == "as_published" else ()
@@ -302,10 +300,11 @@ def _final(trainer: _Trainer, data: _Data, params: ActiveLearningParams) -> tupl
     embedding = tsne_embedding(tsne_input.cpu().numpy(), params.tsne_max_iter)
     sil_t, db_t = cluster_scores(embedding, labels)
     sil_r, db_r = cluster_scores(feats["pooled"].cpu().numpy(), labels)
-    metrics = {"accuracy": accuracy, "silhouette_tsne": sil_t, "davies_bouldin_tsne": db_t, "silhouette_raw": sil_r,
-               "davies_bouldin_raw": db_r, "cosine_source": mean_pairwise_cosine(feats["source"]),
-               "cosine_uncentred": mean_pairwise_cosine(feats["pooled"]),
-               "cosine_centred": mean_pairwise_cosine(feats["pooled"], centred=True)}  # fmt: skip
+    metrics: dict[str, float | list[float]] = {"accuracy": accuracy, "silhouette_tsne": sil_t,
+        "davies_bouldin_tsne": db_t, "silhouette_raw": sil_r, "davies_bouldin_raw": db_r,
+        "cosine_source": mean_pairwise_cosine(feats["source"]),
+        "cosine_uncentred": mean_pairwise_cosine(feats["pooled"]),
+        "cosine_centred": mean_pairwise_cosine(feats["pooled"], centred=True)}  # fmt: skip
     arrays = {"tsne": embedding, "tsne_labels": labels.astype(np.int16),
               "cosine_hist_source": cosine_histogram(feats["source"]),
               "cosine_hist_uncentred": cosine_histogram(feats["pooled"]),
@@ -318,7 +317,8 @@ def _one_seed(params: ActiveLearningParams, data: _Data, seed: int, device: torc
     needed = params.initial_pool + (params.loops - 1) * params.query_size
     if params.strategy != "baseline" and needed > n:
         raise ValueError(f"initial_pool + (loops - 1) x query_size = {needed} exceeds the {n} train images")
-    model = build_model(params, data.in_channels, n_classes, seed).to(device, memory_format=torch.channels_last)
+    # torch's stubs for Module.to lack the (device, memory_format=) form its runtime accepts
+    model = build_model(params, data.in_channels, n_classes, seed).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     trainer = _Trainer(model, data, params, device)
     order = torch.Generator().manual_seed(stream(seed, _ORDER))
     everything = torch.arange(n, device=device)

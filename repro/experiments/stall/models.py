@@ -6,7 +6,7 @@ A module of its own, listed in the experiment's ``depends_on`` (editing it recom
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +16,8 @@ from repro.errors import DataUnavailableError
 from repro.experiments.common import stream
 
 if TYPE_CHECKING:
+    from torchvision.models import ResNet
+
     from repro.experiments.stall.experiment import ActiveLearningParams
 
 __all__ = ["INIT_STREAM", "RESNET18_URL", "SmallCNN", "build_model", "pretrained_resnet18_state", "trunk"]
@@ -52,7 +54,11 @@ class SmallCNN(nn.Module):
         return self.fc(torch.flatten(self.avgpool(trunk(self, x)), 1))
 
 
-def trunk(model: nn.Module, x: Tensor) -> Tensor:
+#: What build_model returns: torchvision's ResNet or SmallCNN (ResNet's attribute names and block types).
+ResNetLike: TypeAlias = "SmallCNN | ResNet"
+
+
+def trunk(model: ResNetLike, x: Tensor) -> Tensor:
     """conv1 ... layer4 of a ResNet (torchvision's or SmallCNN): the layer4 feature map."""
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
     return model.layer4(model.layer3(model.layer2(model.layer1(x))))
@@ -76,7 +82,7 @@ def pretrained_resnet18_state(download: bool) -> dict[str, Tensor]:
         raise DataUnavailableError(f"downloading failed ({type(exc).__name__}: {exc}); {how}") from exc
 
 
-def build_model(params: ActiveLearningParams, in_channels: int, n_classes: int, seed: int) -> nn.Module:
+def build_model(params: ActiveLearningParams, in_channels: int, n_classes: int, seed: int) -> ResNetLike:
     """The arm's starting network; every random init drawn from the seed's own stream."""
     state = pretrained_resnet18_state(params.download) if params.model == "resnet18" and params.pretrained else None
     with torch.random.fork_rng(devices=[]):

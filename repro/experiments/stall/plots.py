@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -53,7 +53,7 @@ def _band(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _rows(results: list[StoredResult], metric: str) -> np.ndarray:
-    rows = [r.metrics.get(metric) for r in results if isinstance(r.metrics.get(metric), list)]
+    rows = [cast("list[float]", r.metrics.get(metric)) for r in results if isinstance(r.metrics.get(metric), list)]
     if not rows:
         return np.empty((0, 0))
     width = max(len(row) for row in rows)

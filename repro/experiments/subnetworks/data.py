@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -68,6 +68,7 @@ def load_alexnet(weights: str | None, sparse: bool = False) -> nn.Module:
     from torchvision.models import alexnet
 
     net = alexnet()
+    path: Path | None  # the weights file; None only until it is found
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -177,7 +178,7 @@ def _trained_cnn(dataset: str, channels: int, epochs: int, n_train: int, seed: i
         order = torch.randperm(len(x), generator=g)
         for start in range(0, len(x), 128):
             idx = order[start : start + 128]
-            logits = net.head(net.features(x[idx]).mean((2, 3)))
+            logits = cast(nn.Linear, net.head)(cast(nn.Sequential, net.features)(x[idx]).mean((2, 3)))
             loss = F.cross_entropy(logits, y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -189,8 +190,9 @@ class Pool:
     """The detection pool of one seed: the frozen features, the images (a tensor, or a lazy ImageFolder)
     with their labels, and the sample of them scanned."""
 
-    def __init__(self, params: SubnetworkParams, features: nn.Sequential, images: Tensor | None, dataset: object,
-                 labels: Tensor, seed: int, device: torch.device) -> None:  # fmt: skip
+    def __init__(self, params: SubnetworkParams, features: nn.Sequential, images: Tensor | None,
+                 dataset: torch.utils.data.Dataset[tuple[Tensor, int]] | None, labels: Tensor, seed: int,
+                 device: torch.device) -> None:  # fmt: skip
         self.params, self.features, self.x, self.dataset, self.device = params, features, images, dataset, device
         per_seed = params.model == "small_cnn" or params.n_images is not None
         self.cache_key = (params.model, params.weights, params.dataset, params.imagenet_split, params.cnn_channels,
@@ -207,7 +209,8 @@ class Pool:
         index = self.index[where]
         if self.x is not None:
             return self.x[torch.as_tensor(index)].to(self.device)
-        return torch.stack([self.dataset[int(i)][0] for i in index]).to(self.device)  # type: ignore[index]
+        assert self.dataset is not None  # a pool holds its images as a tensor or as a dataset
+        return torch.stack([self.dataset[int(i)][0] for i in index]).to(self.device)
 
     def layer_vectors(self) -> Tensor:
         """(N_pool, C) centre activations of every unit of the layer.
@@ -218,7 +221,8 @@ class Pool:
         if self.x is None:  # ImageNet: one layer per pass, shared by the seeds of a call when n_images is None
             key = (*self.cache_key, layer)
             if key not in _VECTORS:
-                subset = torch.utils.data.Subset(self.dataset, self.index.tolist())  # type: ignore[arg-type]
+                assert self.dataset is not None  # a pool holds its images as a tensor or as a dataset
+                subset = torch.utils.data.Subset(self.dataset, self.index.tolist())
                 loader = torch.utils.data.DataLoader(subset, batch_size=256, num_workers=self.params.workers)
                 _VECTORS.clear()  # (1.28 M, C) floats: keep one
                 _VECTORS[key] = _centres(self.features, (x.to(self.device) for x, _ in loader), [layer])
@@ -270,9 +274,10 @@ def pools(params: SubnetworkParams, seeds: Sequence[int], device: torch.device) 
             net = small_cnn(params.cnn_channels)
             net.load_state_dict(_trained_cnn(params.dataset, params.cnn_channels, params.cnn_epochs,
                                              params.cnn_train_images, seed))  # fmt: skip
+            features = cast(nn.Sequential, net.features)
             yield (
                 seed,
-                Pool(params, net.features.to(device).eval().requires_grad_(False), x, None, labels, seed, device),
+                Pool(params, features.to(device).eval().requires_grad_(False), x, None, labels, seed, device),
             )
         return
     from torchvision import datasets, transforms
@@ -280,7 +285,7 @@ def pools(params: SubnetworkParams, seeds: Sequence[int], device: torch.device) 
     tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
                              transforms.Normalize(_MEAN, _STD)])  # fmt: skip
     dataset = datasets.ImageFolder(str(imagenet_folder(params.imagenet_split)), transform=tf)
-    features = load_alexnet(params.weights, sparse=params.model == "alexnet_sparse").features
+    features = cast(nn.Sequential, load_alexnet(params.weights, sparse=params.model == "alexnet_sparse").features)
     features = features.to(device).eval().requires_grad_(False)
     for seed in seeds:
         yield seed, Pool(params, features, None, dataset, torch.as_tensor(dataset.targets), seed, device)

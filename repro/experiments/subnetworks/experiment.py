@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -231,7 +231,7 @@ def _split(pool: Pool, params: SubnetworkParams, seed: int, unit: int, top: np.n
     (r1, r2), (s1, s2) = _measure(features, layer, unit, x_held, r_held, [rand_a, rand_b])
     (sa, sab), (sba, sb) = _measure(features, layer, unit, x_held, is_a, [soft[0], soft[1]])
     random_min = min(M.auroc(r1, r2), M.auroc(s2, s1))
-    m: dict[str, float | list[float]] = {
+    m: dict[str, float] = {  # the scalars; the per-layer lists join them in `metrics` below
         "cluster_size_a": float(len(members[0])), "cluster_size_b": float(len(members[1])),
         "kept_fraction_a": M.kept_fraction(mask_a), "kept_fraction_b": M.kept_fraction(mask_b),
         "auroc_dense": auroc_dense, "auroc_mask_a": auroc_a, "auroc_mask_b": auroc_b,
@@ -247,7 +247,7 @@ def _split(pool: Pool, params: SubnetworkParams, seed: int, unit: int, top: np.n
         f"act_{name}_{c}": v.astype(np.float32) for name, pair in pairs.items() for c, v in zip("ab", pair, strict=True)
     }
     # baselines: scored on each cluster's own train images, at the CS mask's kept fraction and on a sweep
-    convs = [features[i] for i in M.conv_indices(features, layer)]
+    convs = [cast(nn.Conv2d, features[i]) for i in M.conv_indices(features, layer)]  # conv_indices: Conv2d only
     total = sum(c.weight.numel() for c in convs)
     x_a, x_b = x_train[: len(train[0])], x_train[len(train[0]) :]
 
@@ -300,20 +300,20 @@ def _split(pool: Pool, params: SubnetworkParams, seed: int, unit: int, top: np.n
     random_ratio = ratio(overlaps(rand_a, rand_b))
     obs, exp = sum(s["observed"] for s in layers), sum(s["expected"] for s in layers)
     kept = sum(s["kept_a"] + s["kept_b"] for s in layers)
-    m.update({
+    metrics: dict[str, float | list[float]] = {**m,
         "overlap_ratio": ratio(layers), "overlap_ratio_random": random_ratio,
         "overlap_excess_over_random": ratio(layers) - random_ratio,
         "jaccard": obs / (kept - obs) if kept > obs else math.nan,
         "jaccard_expected": exp / (kept - exp) if kept > exp else math.nan,
         "overlap_ratio_layer": [s["observed"] / s["expected"] if s["expected"] > 0 else math.nan for s in layers],
         "overlap_p_layer": [s["p_excess"] for s in layers], "jaccard_layer": [s["jaccard"] for s in layers],
-    })  # fmt: skip
+    }  # fmt: skip
     arrays.update({f"layer_{k}": np.array([s[k] for s in layers]) for k in ("n", "kept_a", "kept_b", "observed",
                                                                             "expected")})  # fmt: skip
     arrays["sweep_fractions"] = np.array(params.sweep_fractions)
     arrays["cluster_a_images"] = pool.crops(members[0][:SHOWN_IMAGES])
     arrays["cluster_b_images"] = pool.crops(members[1][:SHOWN_IMAGES])
-    return m, arrays
+    return metrics, arrays
 
 
 def _one_seed(pool: Pool, params: SubnetworkParams, seed: int) -> SeedResult:

@@ -20,6 +20,7 @@ including the unit's own; later modules cannot change the unit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -52,7 +53,7 @@ __all__ = [
 Masks = list[tuple[Tensor, Tensor]]
 
 
-def _pair(value: int | tuple[int, ...]) -> int:
+def _pair(value: int | str | tuple[int, ...]) -> int:  # a str padding ('same') fails in int()
     return int(value[0]) if isinstance(value, tuple) else int(value)
 
 
@@ -166,7 +167,7 @@ def train_cs_mask(features: nn.Sequential, layer: int, unit: int, x: Tensor, y: 
     lmbda * sum of the weights' soft masks; plain SGD; the temperature rises geometrically per epoch.
     Returns the final s per masked conv, (s_weight, s_bias).
     """
-    convs = [features[i] for i in conv_indices(features, layer)]
+    convs = [cast(nn.Conv2d, features[i]) for i in conv_indices(features, layer)]  # conv_indices: Conv2d only
     params = []
     for conv in convs:
         params.append(torch.full_like(conv.weight, float(mask_init), requires_grad=True))
@@ -200,7 +201,7 @@ def kept_fraction(masks: Masks) -> float:
 def _weight_grads(features: nn.Sequential, layer: int, unit: int, x: Tensor, masks: Masks | None,
                   chunk: int = 128) -> list[Tensor]:  # fmt: skip
     """d(mean centre activation over x) / d(effective weight w * m), per masked conv."""
-    convs = [features[i] for i in conv_indices(features, layer)]
+    convs = [cast(nn.Conv2d, features[i]) for i in conv_indices(features, layer)]  # conv_indices: Conv2d only
     if masks is None:
         masks = [(torch.ones_like(c.weight), torch.ones(c.out_channels, device=x.device)) for c in convs]
     effective = [(c.weight.detach() * mw).requires_grad_() for c, (mw, _) in zip(convs, masks, strict=True)]
@@ -216,7 +217,7 @@ def _weight_grads(features: nn.Sequential, layer: int, unit: int, x: Tensor, mas
 
 def snip_scores(features: nn.Sequential, layer: int, unit: int, x: Tensor, masks: Masks | None = None) -> list[Tensor]:
     """SNIP with the unit's mean centre activation as the objective: |w * dA/dw| per weight."""
-    convs = [features[i] for i in conv_indices(features, layer)]
+    convs = [cast(nn.Conv2d, features[i]) for i in conv_indices(features, layer)]  # conv_indices: Conv2d only
     grads = _weight_grads(features, layer, unit, x, masks)
     return [(c.weight.detach() * g).abs() for c, g in zip(convs, grads, strict=True)]
 
@@ -224,7 +225,7 @@ def snip_scores(features: nn.Sequential, layer: int, unit: int, x: Tensor, masks
 def actgrad_kernel_scores(features: nn.Sequential, layer: int, unit: int, x: Tensor) -> list[Tensor]:
     """ActGrad per kernel (output, input channel): |sum over the kernel of w * dA/dw|, the first-order
     change of the unit's activation when the whole kernel is removed; shape (out, in)."""
-    convs = [features[i] for i in conv_indices(features, layer)]
+    convs = [cast(nn.Conv2d, features[i]) for i in conv_indices(features, layer)]  # conv_indices: Conv2d only
     grads = _weight_grads(features, layer, unit, x, None)
     return [(c.weight.detach() * g).sum((2, 3)).abs() for c, g in zip(convs, grads, strict=True)]
 
@@ -263,7 +264,7 @@ def force_mask(features: nn.Sequential, layer: int, unit: int, x: Tensor, keep: 
     """FORCE (de Jorge et al. 2021): ``iterations`` rounds, keeping an exponentially shrinking share
     total ** ((i+1)/iterations) of the weights by |w * dA/d(w*m)| evaluated on the current pruned
     net; pruned weights may come back. One iteration is SNIP."""
-    convs = [features[i] for i in conv_indices(features, layer)]
+    convs = [cast(nn.Conv2d, features[i]) for i in conv_indices(features, layer)]  # conv_indices: Conv2d only
     total = sum(c.weight.numel() for c in convs)
     masks: Masks = [(torch.ones_like(c.weight), torch.ones(c.out_channels, device=x.device)) for c in convs]
     for i in range(iterations):

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 import numpy as np
 import torch
@@ -198,6 +198,18 @@ def instance_metrics(
     return metrics, arrays
 
 
+class _ModelKwargs(TypedDict):
+    """The keyword arguments of ``toy.init_models`` that every seed's models share."""
+
+    n_features: int
+    n_hidden: int
+    kind: toy.ModelKind
+    init: toy.InitKind
+    init_std: float
+    bias_init: toy.BiasInitKind
+    bias_std: float
+
+
 def run(params: TmsParams, seeds: Sequence[int], device: torch.device | str) -> list[SeedResult]:
     """Train every (seed, feature probability) model at once on ``device``; one result per seed."""
     seeds = list(seeds)
@@ -215,7 +227,7 @@ def run(params: TmsParams, seeds: Sequence[int], device: torch.device | str) -> 
         weight_decay=params.weight_decay,
         loss_reduction=params.loss_reduction,
     )
-    model_kwargs = dict(
+    model_kwargs = _ModelKwargs(
         n_features=n,
         n_hidden=params.n_hidden,
         kind=params.model,
