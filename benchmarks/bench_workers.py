@@ -3,9 +3,10 @@
 Runs the same ci-scale claims from an empty store, each timing in a fresh store, with:
 
 - ``repro run --workers 1`` (in-process) and ``repro run --workers 2`` (a spawned pool);
-- ``pytest claims/FILE`` without pytest-xdist, with ``-n 2`` (xdist's default distribution, item by
-  item) and with ``-n 2 --dist loadgroup`` (the README's test command: the items that compute together
-  on one worker, :mod:`repro.pytest_xdist`);
+- ``pytest claims/FILE`` without pytest-xdist, with ``-n 2 --dist load`` (xdist's distribution item
+  by item, what a bare ``-n`` gave before the plugin made loadgroup its default) and with
+  ``-n 2 --dist loadgroup`` (the README's test command: the items that compute together on one
+  worker, :mod:`repro.pytest_xdist`);
 - both two-worker runs again with what they had before the worker environment existed: OpenMP's
   default (spinning) waits and every worker free to use every core (``OMP_WAIT_POLICY=ACTIVE``,
   ``OMP_NUM_THREADS`` = the core count), to show what the environment prevents.
@@ -54,8 +55,8 @@ def main() -> None:
         ("repro run --workers 2", [*repro, "--workers", "2"], {}),
         ("repro run --workers 2, spinning waits, all cores each", [*repro, "--workers", "2"], spin),
         ("pytest (one process)", [*pytest, "-p", "no:xdist"], {}),
-        ("pytest -n 2", [*pytest, "-n", "2"], {}),
-        ("pytest -n 2, spinning waits, all cores each", [*pytest, "-n", "2"], spin),
+        ("pytest -n 2 --dist load", [*pytest, "-n", "2", "--dist", "load"], {}),
+        ("pytest -n 2 --dist load, spinning waits, all cores each", [*pytest, "-n", "2", "--dist", "load"], spin),
         ("pytest -n 2 --dist loadgroup", [*pytest, "-n", "2", "--dist", "loadgroup"], {}),
     ]
     print(f"claims: {args.claims} {' '.join(args.ids)}; {cores} cores")

@@ -10,13 +10,15 @@ at that scale; results go to the same store as
 
 ``pytest claims/ -n auto`` (pytest-xdist) shares that store between the workers: the store's file
 locks make each result computed once, and on a box with several GPUs worker ``gwN`` uses GPU N mod
-the number of GPUs. With ``--dist loadgroup`` the items that compute the same results (a Holm family,
-claims sharing an experiment's params) run on one worker (:mod:`repro.pytest_xdist`).
+the number of GPUs. With ``--dist loadgroup``, which a bare ``-n`` gets too, the items that compute the
+same results (a Holm family, claims sharing an experiment's params) run on one worker
+(:mod:`repro.pytest_xdist`).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         help="node-id prefixes of the pytest-xdist groups to hand out first, in this order (the longest)",
     )
+
+
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``pytest -n N`` with no ``--dist``: loadgroup, not xdist's item-by-item default.
+
+    Runs after pytest-xdist's own hook (which turns a bare ``-n`` into ``--dist load``) and before the
+    session starts. Item by item, a claim family's items land on several workers, each judging the
+    whole family and waiting on the others' result locks (benchmarks/README.md, "Workers on a shared
+    CPU"); a ``--dist`` the user gives, on the command line or in addopts, is kept.
+    """
+    if not getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "load":
+        return
+    given = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    given += list(config.getini("addopts"))
+    if any(arg.startswith(("--dist", "-d")) for arg in given if isinstance(arg, str)):
+        return
+    config.option.dist = "loadgroup"
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import textwrap
 
+import pytest
+
 from repro.pytest_xdist import _strip_group, claim_groups
 
 from .helpers import SOURCES
@@ -95,13 +97,13 @@ def test_the_group_suffix_of_pytest_8_is_read_and_brackets_keep_theirs():
     assert _strip_group("tests/test_a.py::test_b[user@host]") == "tests/test_a.py::test_b[user@host]"
 
 
-def test_under_xdist_a_family_runs_on_one_worker(pytester):
+@pytest.mark.parametrize("dist", [["--dist", "loadgroup"], []], ids=["dist-loadgroup", "bare-n"])
+def test_under_xdist_a_family_runs_on_one_worker(pytester, dist):
     """End to end with two workers. Without the grouping, the eight items are dealt out one by one and
-    the seven that compute together would land on both workers (pytest 9 drops xdist's own groups)."""
+    the seven that compute together would land on both workers (pytest 9 drops xdist's own groups).
+    A bare ``-n`` gets the same groups: the plugin turns xdist's default ``--dist load`` into loadgroup."""
     _write(pytester.path / "claims")
-    result = pytester.runpytest_subprocess(
-        "claims", "-m", "not gpu", "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider"
-    )
+    result = pytester.runpytest_subprocess("claims", "-m", "not gpu", "-n", "2", *dist, "-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=8)
     workers = {}
     for line in result.stdout.lines:
