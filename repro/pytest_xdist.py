@@ -20,7 +20,6 @@ in their order, then claims groups by their number of items, then the rest by th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,50 +30,40 @@ from repro.errors import ClaimFileError
 
 __all__ = ["ClaimGroupScheduling", "claim_groups"]
 
-_SCALE_SUFFIX = "]"
 
-
-def claim_groups(path: Path, scale_of: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """{(claim id, scale): group name} for the items of one claims file.
+def claim_groups(path: Path, items: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """{(claim id, scale): group name} for the items of one claims file, named by each group's first claim.
 
     Claims are joined when they share a Holm family at that scale or an (experiment, params) arm.
     """
     from repro.load import load_claims, resolve_params
 
-    claim_set = load_claims(path)
+    claim_set = load_claims(path)  # validated: every claim's params resolve at every scale and arm
     by_id = {c.id: c for c in claim_set}
-    parent: dict[tuple[str, str], tuple[str, str]] = {}
+    items = [(claim_id, scale) for claim_id, scale in items if claim_id in by_id]
+    parent: dict[str, str] = {}
 
-    def find(x: tuple[str, str]) -> tuple[str, str]:
+    def find(x: str) -> str:
         while parent.setdefault(x, x) != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
-    def union(a: tuple[str, str], b: tuple[str, str]) -> None:
+    def union(a: str, b: str) -> None:
         parent[find(a)] = find(b)
 
-    for claim_id, scale in scale_of:
-        claim = by_id.get(claim_id)
-        if claim is None:
-            continue
-        node = ("claim", f"{claim_id}[{scale}]")
+    for claim_id, scale in items:
+        claim, node = by_id[claim_id], f"claim {claim_id}[{scale}]"
         find(node)
         family = claim_set.family(claim)
         if family is not None:
-            union(node, ("family", f"{family}[{scale}]"))
+            union(node, f"family {family}[{scale}]")
         for arm in claim.arm_names():
-            try:
-                params = resolve_params(claim, scale, arm).model_dump_json()
-            except (ValueError, KeyError):  # pydantic's ValidationError, an unknown experiment: its item fails
-                params = json.dumps(claim.raw_params(scale, arm), sort_keys=True, default=str)
-            union(node, ("setting", f"{claim.experiment}|{scale}|{params}"))
-    groups: dict[tuple[str, str], str] = {}
-    for claim_id, scale in scale_of:
-        if claim_id in by_id:
-            root = find(("claim", f"{claim_id}[{scale}]"))
-            groups[(claim_id, scale)] = f"{path.name}::{root[1]}"
-    return groups
+            union(node, f"setting {claim.experiment}|{scale}|{resolve_params(claim, scale, arm).model_dump_json()}")
+    names: dict[str, str] = {}  # component root -> its first item, in file order
+    for claim_id, scale in items:
+        names.setdefault(find(f"claim {claim_id}[{scale}]"), f"{path.name}::{claim_id}[{scale}]")
+    return {(claim_id, scale): names[find(f"claim {claim_id}[{scale}]")] for claim_id, scale in items}
 
 
 class ClaimGroupScheduling(LoadScopeScheduling):
@@ -92,10 +81,9 @@ class ClaimGroupScheduling(LoadScopeScheduling):
         if self._claims is None:
             wanted: dict[str, list[tuple[str, str]]] = {}
             for nodeid in self.collection or ():
-                file, sep, rest = _strip_group(nodeid).partition("::")
-                if sep and file.endswith(".toml") and rest.endswith(_SCALE_SUFFIX) and "[" in rest:
-                    claim_id, _, scale = rest[:-1].rpartition("[")
-                    wanted.setdefault(file, []).append((claim_id, scale))
+                item = _claim_item(_strip_group(nodeid))
+                if item is not None:
+                    wanted.setdefault(item[0], []).append(item[1:])
             self._claims = {}
             for file, items in wanted.items():
                 try:
@@ -106,17 +94,15 @@ class ClaimGroupScheduling(LoadScopeScheduling):
 
     def _split_scope(self, nodeid: str) -> str:
         bare = _strip_group(nodeid)
-        file, sep, rest = bare.partition("::")
-        if sep and rest.endswith(_SCALE_SUFFIX) and "[" in rest:
-            claim_id, _, scale = rest[:-1].rpartition("[")
-            group = self._claims_scopes().get(file, {}).get((claim_id, scale))
+        item = _claim_item(bare)
+        if item is not None:
+            group = self._claims_scopes().get(item[0], {}).get(item[1:])
             if group is not None:
                 return "claims/" + group
         if bare != nodeid:
             return nodeid.rsplit("@", 1)[-1]
-        if file in self._one_worker:
-            return file
-        return nodeid
+        file = bare.partition("::")[0]
+        return file if file in self._one_worker else nodeid
 
     def _cost(self, scope: str) -> tuple[int, int, int]:
         """Sort key, smaller first: the ini's prefixes in order, then claims groups, then the rest."""
@@ -130,8 +116,17 @@ class ClaimGroupScheduling(LoadScopeScheduling):
         super()._assign_work_unit(node)
 
 
+def _claim_item(nodeid: str) -> tuple[str, str, str] | None:
+    """(file, claim id, scale) of a claims file's item ``FILE.toml::<claim id>[<scale>]``, else None."""
+    file, sep, rest = nodeid.partition("::")
+    if not (sep and file.endswith(".toml") and rest.endswith("]") and "[" in rest):
+        return None
+    claim_id, _, scale = rest[:-1].rpartition("[")
+    return file, claim_id, scale
+
+
 def _strip_group(nodeid: str) -> str:
     """The node id without xdist's ``@group`` suffix (present on pytest 8)."""
-    if nodeid.rfind("@") > nodeid.rfind(_SCALE_SUFFIX):
+    if nodeid.rfind("@") > nodeid.rfind("]"):
         return nodeid.rsplit("@", 1)[0]
     return nodeid

@@ -11,62 +11,34 @@ from repro.pytest_xdist import _strip_group, claim_groups
 
 from .helpers import SOURCES
 
-#: Six claims of one Holm family (source "test"), a control that reads the same results as one of
-#: them, and a control of its own. calibration.normal is instant, so only the scheduling is tested.
+
+def _claim(claim_id: str, threshold: float, mean: float, sd: float, control: bool = False) -> str:
+    """One calibration.normal claim: draws N(mean, sd^2) have a mean above ``threshold``."""
+    extra = 'control = true\nexpect = "not_reproduced"\nfinding = "a negative control"\n' if control else ""
+    return f"""
+[[claim]]
+id = "{claim_id}"
+source = "test"
+statement = "Draws with mean {mean} have a mean above {threshold}"
+evidence = "By construction"
+experiment = "calibration.normal"
+metric = "value"
+seeds = 12
+assertion = {{ test = "greater", threshold = {threshold}, alpha = 0.01 }}
+params = {{ mean = {mean}, sd = {sd} }}
+{extra}
+[claim.scales.ci]
+seeds = 10
+"""
+
+
+#: Six claims of one Holm family (source "test"), a control that reads the same results as fam.c0
+#: (same params), and a control of its own. calibration.normal is instant, so only the scheduling is
+#: tested.
 CLAIMS = (
-    "".join(
-        f"""
-[[claim]]
-id = "fam.c{i}"
-source = "test"
-statement = "Draws with mean 1 have a mean above {i / 10}"
-evidence = "By construction"
-experiment = "calibration.normal"
-metric = "value"
-seeds = 12
-assertion = {{ test = "greater", threshold = {i / 10}, alpha = 0.01 }}
-params = {{ mean = 1.0, sd = {0.1 + i / 100} }}
-
-[claim.scales.ci]
-seeds = 10
-"""
-        for i in range(6)
-    )
-    + """
-[[claim]]
-id = "fam.shared.control"
-source = "test"
-control = true
-statement = "Draws with mean 1 do not have a mean above 2"
-evidence = "By construction"
-experiment = "calibration.normal"
-metric = "value"
-seeds = 12
-assertion = { test = "greater", threshold = 2.0, alpha = 0.01 }
-params = { mean = 1.0, sd = 0.1 }
-expect = "not_reproduced"
-finding = "a negative control"
-
-[claim.scales.ci]
-seeds = 10
-
-[[claim]]
-id = "alone.control"
-source = "test"
-control = true
-statement = "Draws with mean -1 do not have a mean above 0"
-evidence = "By construction"
-experiment = "calibration.normal"
-metric = "value"
-seeds = 12
-assertion = { test = "greater", threshold = 0.0, alpha = 0.01 }
-params = { mean = -1.0, sd = 0.5 }
-expect = "not_reproduced"
-finding = "a negative control"
-
-[claim.scales.ci]
-seeds = 10
-"""
+    "".join(_claim(f"fam.c{i}", i / 10, 1.0, 0.1 + i / 100) for i in range(6))
+    + _claim("fam.shared.control", 2.0, 1.0, 0.1, control=True)
+    + _claim("alone.control", 0.0, -1.0, 0.5, control=True)
 )
 
 IDS = [f"fam.c{i}" for i in range(6)] + ["fam.shared.control", "alone.control"]
