@@ -48,6 +48,7 @@ __all__ = [
     "Source",
     "Trend",
     "binomial_min_seeds",
+    "is_sign_test",
     "min_seeds",
 ]
 
@@ -311,8 +312,9 @@ class Claim(_Strict):
         None,
         gt=0.0,
         allow_inf_nan=False,
-        description="Smallest effect worth detecting, in the metric's units (beyond the threshold or margin): "
-        "`repro plan` sizes the seeds for it.",
+        description="Smallest effect worth detecting, in the metric's units (beyond the threshold or margin); for "
+        "a sign test (method 'sign', a trend, a proportion of cells per seed) the share of seeds beyond the "
+        "threshold above one half (0 < smallest_effect < 0.5): `repro plan` sizes the seeds for it.",
     )
     changed: tuple[Change, ...] = Field(
         (), description="Dated notes for changes of threshold, margin, alpha, seeds or expect."
@@ -402,3 +404,14 @@ class Claim(_Strict):
         if self.arms:
             merged.update(self.arms[arm])
         return merged
+
+
+def is_sign_test(claim: Claim) -> bool:
+    """Whether the claim is decided by a sign test over seeds (``method = "sign"`` or a trend's per-seed rho).
+
+    Its ``smallest_effect`` is then on the probability scale, q - 1/2 with q the chance a seed lies
+    strictly beyond the threshold (see :mod:`repro.plan`). The method must be resolved first
+    (:func:`repro.load.with_default_method`).
+    """
+    a = claim.assertion
+    return isinstance(a, Trend) or getattr(a, "method", None) == "sign"

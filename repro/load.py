@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from repro import registry
-from repro.claim import SCALES, Claim, Proportion, Source, binomial_min_seeds, min_seeds
+from repro.claim import SCALES, Claim, Proportion, Source, binomial_min_seeds, is_sign_test, min_seeds
 from repro.errors import ClaimFileError, UnknownClaimError, UnknownExperimentError
 from repro.load_checks import _check_values, _display, _files, _format, _label, _name, _read_toml, _show
 
@@ -206,7 +206,10 @@ def load_claims(path: str | Path) -> ClaimSet:
             )
         found = _check_against_experiment(claim)
         problems.extend(f"{where}: {label}: {p}" for p in found)
-        claims.append(claim if found else with_default_method(claim))
+        if not found:
+            claim = with_default_method(claim)
+            problems.extend(f"{where}: {label}: {p}" for p in _effect_scale(claim))
+        claims.append(claim)
         files[claim.id] = file
 
     if problems:
@@ -216,6 +219,17 @@ def load_claims(path: str | Path) -> ClaimSet:
     if problems:
         raise ClaimFileError(problems)
     return claim_set
+
+
+def _effect_scale(claim: Claim) -> list[str]:
+    """A sign test's smallest_effect is a share of seeds above one half, so it must lie below 0.5."""
+    delta = claim.smallest_effect
+    if delta is None or delta < 0.5 or not is_sign_test(claim):
+        return []
+    return [
+        f"field 'smallest_effect': {delta:g} is out of range for a sign test, where it is the share of seeds "
+        "beyond the threshold above one half (0.4: nine seeds in ten beyond); give a value below 0.5"
+    ]
 
 
 def _family_floor(claim_set: ClaimSet, claim: Claim) -> list[str]:

@@ -9,10 +9,12 @@ usually the ci scale's); the effect is the declared one, so this is a planning f
 
 Closed forms where the test has one: the t-tests (statsmodels' power solvers), TOST (each of its
 two one-sided t-tests at (1 + power) / 2), the exact binomial test over seeds. The sign tests
-(sign, per-seed fractions of cells, per-seed rho) are exact binomial power at q = P(a seed lies
-beyond the threshold) = Phi(smallest_effect / sd), a normal shape for the seeds' spread that the
-plan states. The signed-rank test uses the t-test's n over its efficiency 3/pi (0.955); Monte Carlo
-permutation tests use the t-test's n.
+(``method = "sign"``, per-seed fractions of cells, per-seed rho) are exact binomial power at
+q = P(a seed lies strictly beyond the threshold), and there ``smallest_effect`` is stated on that
+scale, as q - 1/2 (0.4: nine seeds in ten beyond): the sign test's power depends on q alone, and the
+metrics it is chosen for (counts, AUROCs piled at 1.0, fractions, a failure mode in some seeds) are
+exactly those whose spread says nothing about q through a normal shape. The signed-rank test uses
+the t-test's n over its efficiency 3/pi (0.955); Monte Carlo permutation tests use the t-test's n.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from scipy import stats
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
-from repro.claim import Claim, Difference, Equivalent, Proportion, Trend, min_seeds
+from repro.claim import Claim, Difference, Equivalent, Proportion, Trend, is_sign_test, min_seeds
 
 __all__ = ["POWERS", "Plan", "plan_claim", "seeds_for_power"]
 
@@ -87,16 +89,22 @@ def _sign_seeds(q: float, alpha: float, power: float) -> int | None:
 
 
 def _binomial_seeds(p0: float, p1: float, alpha: float, power: float) -> int | None:
-    """Smallest n for the exact binomial test of "fraction > p0" to reach ``power`` at fraction p1."""
+    """Smallest n for the exact binomial test of "fraction > p0" to reach ``power`` at fraction p1.
+
+    An exact test's power is saw-toothed in n (the critical count moves in whole steps, so 16 seeds
+    can have less power than 14), so this is the smallest n from which every n up to twice it also
+    reaches the power: adding seeds to a planned run never loses it.
+    """
     if p1 <= p0 or p1 > 1:
         return None
-    for n in range(1, _MAX_SEEDS + 1):
+    reached: list[bool] = [False]  # reached[n]: the test at n seeds has the power
+    for n in range(1, 2 * _MAX_SEEDS + 1):
         k = np.arange(n + 1)
         reject = stats.binom.sf(k - 1, n, p0) < alpha  # (n+1,) p of observing >= k
-        if reject.any():
-            k_crit = int(k[reject][0])
-            if stats.binom.sf(k_crit - 1, n, p1) >= power:
-                return n
+        reached.append(bool(reject.any()) and stats.binom.sf(int(k[reject][0]) - 1, n, p1) >= power)
+        start = n // 2
+        if n % 2 == 0 and start >= 1 and all(reached[start:]):
+            return start if start <= _MAX_SEEDS else None
     return None
 
 
@@ -126,9 +134,10 @@ def seeds_for_power(claim: Claim, spread: float | None, power: float, alpha: flo
     method = getattr(a, "method", None)
     if isinstance(a, Proportion) and not cells:
         return _binomial_seeds(a.min_fraction, a.min_fraction + delta, alpha, power), "exact binomial power"
-    if isinstance(a, Proportion):
-        # Per-seed fractions of cells: delta is the share of seeds beyond min_fraction above one half.
-        return _sign_seeds(0.5 + delta, alpha, power), "exact sign-test power at q = 1/2 + smallest_effect"
+    if (isinstance(a, Proportion) and cells) or is_sign_test(claim):
+        # delta is the share of seeds beyond the threshold (min_fraction, min_rho) above one half.
+        q = 0.5 + delta
+        return _sign_seeds(q, alpha, power), f"exact sign-test power at q = 1/2 + smallest_effect = {q:g}"
     if spread is None:
         return None, "no stored results to read the spread from: run the claim once at any scale"
     if spread == 0:
@@ -137,9 +146,6 @@ def seeds_for_power(claim: Claim, spread: float | None, power: float, alpha: flo
     if isinstance(a, Equivalent):
         n = _t_seeds(a.margin / spread, alpha, 1 - (1 - power) / 2, paired=a.paired)
         return n, "TOST: each one-sided t-test at (1 + power) / 2, true difference 0"
-    if isinstance(a, Trend) or method == "sign":
-        q = float(stats.norm.cdf(effect))
-        return _sign_seeds(q, alpha, power), f"exact sign-test power at q = Phi(effect / sd) = {q:.3f}"
     paired = not (isinstance(a, Difference) and not a.paired)
     n = _t_seeds(effect, alpha, power, paired=paired)
     if method == "wilcoxon" and n is not None:

@@ -7,10 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 from statsmodels.stats.power import TTestPower
 
 from repro import stats
 from repro.claim import Claim
+from repro.errors import ClaimFileError
 from repro.judge import family_members, judge, judge_all
 from repro.load import load_claims
 from repro.plan import plan_claim
@@ -147,11 +149,25 @@ def test_t_plan_is_statsmodels_closed_form_at_the_holm_first_step():
     assert plan.seeds[0.95] > plan.seeds[0.8]
 
 
-def test_sign_plan_is_exact_binomial_power():
-    claim = _claim({"test": "greater", "threshold": 0.0, "method": "sign"}, smallest_effect=3.0)
-    plan = plan_claim(claim, {"main": np.random.default_rng(0).normal(0.0, 1.0, 50)}, None)
-    # q = Phi(3 / sd) is about 0.999: the sign test's floor, 7 seeds all beyond, has power q**7 > 0.95.
-    assert plan.seeds[0.8] == plan.seeds[0.95] == 7
+def test_sign_plan_is_exact_binomial_power_at_q_one_half_plus_the_effect():
+    claim = _claim({"test": "greater", "threshold": 0.0, "method": "sign"}, smallest_effect=0.4)
+    plan = plan_claim(claim, {"main": np.random.default_rng(0).normal(0.0, 1.0, 50)}, None, family_size=12)
+    # q = 0.9 whatever the spread: the sign test's power depends on q alone.
+    assert "q = 1/2 + smallest_effect = 0.9" in plan.how
+    # By hand at alpha 0.01 / 12: 21 seeds reject from 18 beyond, P(Bin(21, 0.9) >= 18) = 0.866; and 14,
+    # which reaches 0.8 alone, loses it again at 16 (the saw-tooth), so the plan is the first n that stays.
+    assert plan.seeds[0.8] == 21
+    assert sps.binom.sf(17, 21, 0.9) >= 0.8 > sps.binom.sf(sps.binom.isf(0.01 / 12, 16, 0.5), 16, 0.9)
+    assert plan.seeds[0.95] == 30
+
+
+def test_a_sign_tests_smallest_effect_of_half_or_more_is_refused_at_load(tmp_path):
+    with pytest.raises(ClaimFileError) as err:
+        load_claims(write_claims(tmp_path / "c", CLAIM.format(i=0, extra="smallest_effect = 0.5"), name="f.toml"))
+    text = str(err.value)
+    assert "fam.c0" in text and "f.toml" in text and "field 'smallest_effect'" in text and "below 0.5" in text
+    t_claim = CLAIM.replace('method = "sign"', 'method = "t"').format(i=0, extra="smallest_effect = 1.0")
+    assert load_claims(write_claims(tmp_path / "t", t_claim, name="f.toml")).claims[0].smallest_effect == 1.0
 
 
 def test_binomial_plan_over_seeds():
@@ -169,14 +185,14 @@ def test_no_plan_without_a_smallest_effect_or_a_spread():
 
 def test_an_inconclusive_verdict_reports_the_planning_figure_not_observed_power(tmp_path):
     body = "".join(
-        CLAIM.format(i=i, extra="smallest_effect = 1.0").replace("mean = 3.0", "mean = 0.0") for i in range(3)
+        CLAIM.format(i=i, extra="smallest_effect = 0.4").replace("mean = 3.0", "mean = 0.0") for i in range(3)
     )
     claim_set = load_claims(write_claims(tmp_path / "c", body, name="fam.toml"))
     store = Store(tmp_path / "s")
     _fill(claim_set, store)
     v = judge(claim_set.claims[0], "ci", store, claim_set).verdict
     assert v.outcome == "inconclusive"
-    assert "the plan gives" in v.message and "seeds for 80% power at smallest_effect 1" in v.message
+    assert "the plan gives" in v.message and "seeds for 80% power at smallest_effect 0.4" in v.message
     assert "observed" not in v.message
 
 
@@ -185,16 +201,22 @@ def test_plan_command_prints_seeds_per_claim_from_the_store(tmp_path, monkeypatc
 
     from repro.cli import app
 
-    claim_set = _claims(tmp_path, {i: "smallest_effect = 1.0" for i in range(3)})
+    # Two t-test claims, whose plan needs the spread from the store, and a sign-test one, whose does not.
+    body = "".join(
+        CLAIM.replace('method = "sign"', 'method = "t"').format(i=i, extra="smallest_effect = 1.0") for i in range(2)
+    ) + CLAIM.format(i=2, extra="smallest_effect = 0.4")
+    claim_set = load_claims(write_claims(tmp_path / "c", body, name="fam.toml"))
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "250")
     path = str(claim_set.files["fam.c0"])
-    before = CliRunner().invoke(app, ["plan", "fam.c0", "--claims", path])
-    assert before.exit_code == 0 and "run the claim once" in before.output  # no spread stored yet
+    before = CliRunner().invoke(app, ["plan", "--claims", path])
+    assert before.exit_code == 0 and before.output.count("run the claim once") == 2  # no spread stored yet
+    assert before.output.count("exact sign-test power at q = 1/2 + smallest_effect = 0.9") == 1
     _fill(claim_set, Store.default())
     after = CliRunner().invoke(app, ["plan", "--claims", path])
     assert after.exit_code == 0, after.output
-    assert after.output.count("fam.c") == 3 and "0.01 / 3" in after.output and "exact sign-test power" in after.output
+    assert after.output.count("fam.c") == 3 and "0.01 / 3" in after.output and "run the claim once" not in after.output
+    assert after.output.count("t-test power (statsmodels)") == 2
 
 
 def test_a_family_whose_seeds_cannot_reach_holms_first_step_is_refused_at_load(tmp_path):
