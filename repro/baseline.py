@@ -59,6 +59,7 @@ WATCHED: tuple[tuple[tuple[str, ...], str], ...] = (
     *((("seeds", scale), "seeds") for scale in SCALES),
     *((("expect", scale), "expect") for scale in SCALES),
     (("sequential",), "sequential"),
+    (("seed",), "root seed"),
 )
 _NOT_RUN = re.compile(r"^(error:\s*)?not run\b", re.IGNORECASE)
 _FLOATS = ("estimate", "ci_low", "ci_high", "ci_level", "p_value", "p_adjusted", "p_opposite", "p_opposite_adjusted",
@@ -136,7 +137,8 @@ class Baseline:
 
 def declared(claim: Claim) -> dict[str, Any]:
     """What the claim declares that a result must not move: its assertion, seeds and expect at each scale,
-    and its sequential design where it has one.
+    its sequential design where it has one, and its root seed where it is not the default 0 (a new root
+    draws new seeds, as a new seed count does).
 
     A skipped scale expects "skipped".
     """
@@ -147,6 +149,8 @@ def declared(claim: Claim) -> dict[str, Any]:
     }
     if claim.sequential is not None:  # absent for fixed seeds, so their rows keep their bytes
         out["sequential"] = claim.sequential.model_dump(mode="json")
+    if claim.seed != 0:  # likewise absent at the default root
+        out["seed"] = claim.seed
     return out
 
 

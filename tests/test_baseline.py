@@ -181,6 +181,7 @@ def test_preregistration_every_claim_in_the_baseline_and_no_stale_rows(tmp_path)
         ("seeds = 10", "seeds = 11", "seeds"),  # at ci
         ("seeds = 12", "seeds = 14", "seeds"),  # at full
         ('expect = "reproduced"', 'expect = "inconclusive"\nfinding = "underpowered"', "expect"),
+        ("seeds = 12", "seeds = 12\nseed = 7", "root seed"),  # new seeds, as a new count draws
     ],
 )
 def test_preregistration_a_changed_field_needs_a_note_naming_it(tmp_path, old, new, word):
