@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,8 @@ from repro.errors import ClaimFileError
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
 
+_PEERS: pytest.StashKey[Any] = pytest.StashKey()  # a worker's repro.workers.Peers
+_PEERS_DIR: pytest.StashKey[str] = pytest.StashKey()  # the controller's directory the workers register in
 _GPU_MARKER = "gpu: full-scale claim reproduction; needs a CUDA device"
 
 
@@ -82,10 +86,37 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = _xdist_workers(config)
     if workers > 1 and not hasattr(config, "workerinput"):
         # pytest -n N: the workers start after this and inherit the environment; torch reads it on import.
-        from repro.workers import worker_environment
+        from repro.workers import PEERS_VARIABLE, worker_environment
 
+        os.environ.pop(PEERS_VARIABLE, None)  # an outer session's (pytest run by a test): not these workers'
+        if "OMP_NUM_THREADS" not in os.environ:
+            # The thread counts are ours to choose, so the last worker busy may take the idle cores.
+            os.environ[PEERS_VARIABLE] = tempfile.mkdtemp(prefix="repro-peers-")
+            config.stash[_PEERS_DIR] = os.environ[PEERS_VARIABLE]
         for key, value in worker_environment(workers).items():
             os.environ.setdefault(key, value)
+    elif hasattr(config, "workerinput") and os.environ.get("REPRO_PEERS"):  # workers.PEERS_VARIABLE
+        from repro.workers import Peers, share_cores
+
+        peers = Peers(Path(os.environ["REPRO_PEERS"]), os.cpu_count() or 1)
+        peers.join()
+        share_cores(peers)
+        config.stash[_PEERS] = peers
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    peers = config.stash.get(_PEERS, None)
+    if peers is not None:  # a worker leaving: the peers still busy take its cores at their next call
+        from repro.workers import share_cores
+
+        peers.leave()
+        share_cores(None)
+    directory = config.stash.get(_PEERS_DIR, None)
+    if directory is not None:
+        from repro.workers import PEERS_VARIABLE
+
+        shutil.rmtree(directory, ignore_errors=True)
+        os.environ.pop(PEERS_VARIABLE, None)
 
 
 def _xdist_workers(config: pytest.Config) -> int:

@@ -28,6 +28,7 @@ from repro.claim import Claim
 from repro.errors import DeviceUnavailableError
 from repro.judge import ClaimRun, evaluate, keys_of, replicate_seeds, sequential_state
 from repro.store import Store
+from repro.workers import rebalance
 
 __all__ = ["Computed", "compute", "resolve_device", "run_claim"]
 
@@ -69,6 +70,7 @@ def _compute_batch(
     as the call returns, and a crash is recorded in ``done.error``."""
     if on_progress:
         on_progress(f"{label}: {len(todo)} seed(s) on {device}")
+    rebalance()  # under pytest -n N: the cores of workers that have finished
     call_started = time.perf_counter()
     try:
         # A warning (a corrupt EXIF header in one ImageNet JPEG, a DataLoader hint) must not turn a

@@ -538,3 +538,60 @@ def test_pytest_xdist_workers_get_passive_waits_and_a_share_of_the_cores(pyteste
     )
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_peers_count_the_live_workers_and_share_the_cores(tmp_path):
+    from repro.workers import Peers
+
+    peers = Peers(tmp_path / "peers", cpus=4)
+    peers.join()
+    assert peers.alive() == 1 and peers.threads() == 4
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "peers" / f"{dead.stdout.strip()}.pid").write_text(dead.stdout.strip())  # a worker that exited
+    (tmp_path / "peers" / "half.pid").write_text("")  # a peer still writing its file
+    assert peers.alive() == 1
+    (tmp_path / "peers" / "parent.pid").write_text(str(os.getppid()))  # a live peer
+    assert peers.alive() == 2 and peers.threads() == 2
+    assert Peers(tmp_path / "peers", cpus=1).threads() == 1  # never zero threads
+    peers.leave()
+    assert not peers.path.exists()
+
+
+def test_the_last_busy_xdist_worker_takes_the_cores_of_the_workers_that_left(pytester, monkeypatch):
+    """Two items on two workers: the short one's worker is shut down (nothing left to hand out), and the
+    long one's next experiment call (repro.workers.rebalance, which the runner calls) takes both shares."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    pytester.makepyfile(
+        test_short="def test_short():\n    pass\n",
+        test_long="""
+        import os, time
+        import torch
+        from repro import workers
+
+        def test_long():
+            cpus = os.cpu_count() or 1
+            assert torch.get_num_threads() == max(1, cpus // 2)  # its share while the other worker lives
+            deadline = time.monotonic() + 60
+            while workers._peers.alive() > 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            workers.rebalance()
+            assert torch.get_num_threads() == cpus
+        """,
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_workers_keep_the_thread_count_a_user_set(pytester, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    pytester.makepyfile(
+        """
+        import os
+        from repro import workers
+
+        def test_no_peers():
+            assert workers._peers is None and "REPRO_PEERS" not in os.environ
+        """
+    )
+    pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider").assert_outcomes(passed=1)
