@@ -11,7 +11,7 @@ Runs the same ci-scale claims from an empty store, each timing in a fresh store,
   default (spinning) waits and every worker free to use every core (``OMP_WAIT_POLICY=ACTIVE``,
   ``OMP_NUM_THREADS`` = the core count), to show what the environment prevents.
 
-    .venv/bin/python benchmarks/bench_workers.py [--claims claims/phase.toml] [--ids phase.]
+    .venv/bin/python benchmarks/bench_workers.py [--claims claims/phase.toml] [--ids phase.] [--only pytest]
 
 Measure on an otherwise idle machine: the point is how the workers share its cores.
 """
@@ -43,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--claims", default="claims/phase.toml")
     parser.add_argument("--ids", nargs="*", default=[])
+    parser.add_argument("--only", nargs="*", default=[], help="run only the cases whose name contains one of these")
     args = parser.parse_args()
     cores = str(os.cpu_count() or 1)
     spin = {"OMP_WAIT_POLICY": "ACTIVE", "OMP_NUM_THREADS": cores, "MKL_NUM_THREADS": cores}
@@ -63,6 +64,8 @@ def main() -> None:
     print("| run | wall (s) | exit |")
     print("| --- | ---: | ---: |")
     for name, command, env in cases:
+        if args.only and not any(part in name for part in args.only):
+            continue
         wall, code = _timed(command, env)
         print(f"| {name} | {wall:.1f} | {code} |", flush=True)
 
