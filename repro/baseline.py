@@ -142,7 +142,7 @@ def declared(claim: Claim) -> dict[str, Any]:
 
     A skipped scale expects "skipped".
     """
-    out = {
+    out: dict[str, Any] = {
         "assertion": claim.assertion.model_dump(mode="json"),
         "seeds": {scale: claim.n_seeds(scale) for scale in SCALES},
         "expect": {scale: "skipped" if claim.skipped(scale) else claim.expected(scale) for scale in SCALES},
