@@ -97,14 +97,16 @@ def _binomial_seeds(p0: float, p1: float, alpha: float, power: float) -> int | N
     """
     if p1 <= p0 or p1 > 1:
         return None
-    reached: list[bool] = [False]  # reached[n]: the test at n seeds has the power
+    last_short = 0  # the largest n so far whose test falls short of the power
     for n in range(1, 2 * _MAX_SEEDS + 1):
-        k = np.arange(n + 1)
-        reject = stats.binom.sf(k - 1, n, p0) < alpha  # (n+1,) p of observing >= k
-        reached.append(bool(reject.any()) and stats.binom.sf(int(k[reject][0]) - 1, n, p1) >= power)
-        start = n // 2
-        if n % 2 == 0 and start >= 1 and all(reached[start:]):
-            return start if start <= _MAX_SEEDS else None
+        # The test rejects from c seeds beyond, the smallest c with P(X >= c | p0) < alpha.
+        c = int(stats.binom.isf(alpha, n, p0)) + 1
+        if stats.binom.sf(c - 1, n, p0) >= alpha:  # isf's boundary: P(X >= c) equal to alpha
+            c += 1
+        if c > n or stats.binom.sf(c - 1, n, p1) < power:
+            last_short = n
+        if n % 2 == 0 and last_short < n // 2:
+            return n // 2 if n // 2 <= _MAX_SEEDS else None
     return None
 
 
