@@ -120,9 +120,11 @@ def expected_loss(
         g, bias, weight, q = gram[sl], b[sl], imp[sl], p[sl]
 
         def mean_loss(x: Tensor, g: Tensor = g, bias: Tensor = bias, weight: Tensor = weight) -> Tensor:
-            # x (N, 2) points shared by all models -> mean over the points, (C,)
+            # x (N, 2) points shared by all models -> mean over the points, (C,). The weighted sum
+            # over the two features and the points is one contraction: a reduction over a last
+            # dimension of 2 (.sum(-1)) took 5x as long as all the rest on a CPU.
             out = activation(torch.einsum("cij,nj->cni", g, x) + bias[:, None, :])  # (C, N, 2)
-            return ((x[None] - out).square() * weight[:, None, :]).sum(-1).mean(-1)
+            return torch.einsum("cni,ci->c", (x[None] - out).square_(), weight) / x.shape[0]
 
         zero = u.new_zeros(1, 2)
         only_1 = torch.stack([u, torch.zeros_like(u)], dim=1)  # (Q, 2)
