@@ -163,10 +163,13 @@ def _small_data(name: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             torch.tensor(data.test_labels))  # fmt: skip
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
 def _trained_cnn(dataset: str, channels: int, epochs: int, n_train: int, seed: int) -> dict[str, Tensor]:
     """The ci CNN trained from the seed (Adam 1e-3, batch 128), kept per process so that claims on two
-    layers of the same net train it once; a pure function of its arguments."""
+    layers of the same net train it once; a pure function of its arguments. A setting's seeds are
+    trained in one call and the next setting then asks for the same seeds from the first, so the cache
+    must hold a whole call's seeds (21 at ci; 28k weights, about 0.1 MB each): with fewer slots
+    than seeds, least-recently-used eviction keeps none of them."""
     x, y, _, _ = _small_data(dataset)
     x, y = x[:n_train], y[:n_train]
     g = torch.Generator().manual_seed(stream(seed, CNN_STREAM))
