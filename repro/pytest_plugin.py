@@ -95,13 +95,14 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[_PEERS_DIR] = os.environ[PEERS_VARIABLE]
         for key, value in worker_environment(workers).items():
             os.environ.setdefault(key, value)
-    elif hasattr(config, "workerinput") and os.environ.get("REPRO_PEERS"):  # workers.PEERS_VARIABLE
-        from repro.workers import Peers, share_cores
+    elif hasattr(config, "workerinput"):
+        from repro.workers import PEERS_VARIABLE, Peers, share_cores
 
-        peers = Peers(Path(os.environ["REPRO_PEERS"]), os.cpu_count() or 1)
-        peers.join()
-        share_cores(peers)
-        config.stash[_PEERS] = peers
+        if os.environ.get(PEERS_VARIABLE):  # a worker of the session above, which chose the thread counts
+            peers = Peers(Path(os.environ[PEERS_VARIABLE]), os.cpu_count() or 1)
+            peers.join()
+            share_cores(peers)
+            config.stash[_PEERS] = peers
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
