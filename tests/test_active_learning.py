@@ -161,6 +161,32 @@ def test_as_published_from_pretrained_skips_the_baseline_training(tiny_data):
     assert fresh.metrics["round_labelled"] == continued.metrics["round_labelled"]
 
 
+def test_arms_that_continue_from_the_baseline_restore_it_exactly(tiny_data, monkeypatch):
+    """The as-published baseline is trained once per process and seed: the arms after the first restore
+    its state and get what they get when they train it themselves (two arms restore the same state, so
+    the first one's training must not change what the second restores)."""
+
+    class Never(active_learning._BaselineCache):
+        def restore(self, key, trainer) -> bool:
+            return False
+
+    def arms(cache) -> dict:
+        monkeypatch.setattr(active_learning, "_BASELINES", cache)
+        runs = {
+            s: run(ActiveLearningParams(**TINY, strategy=s), [3, 4], "cpu")
+            for s in ("baseline", "least_confidence", "random")
+        }
+        return {s: [(r.metrics, {k: v.tolist() for k, v in r.arrays.items()}) for r in rs] for s, rs in runs.items()}
+
+    cache = active_learning._BaselineCache()
+    restored = []
+    original = cache.restore
+    monkeypatch.setattr(cache, "restore", lambda key, trainer: restored.append(original(key, trainer)) or restored[-1])
+    assert arms(cache) == arms(Never())
+    assert restored == [False, False, True, True, True, True]  # the baseline arm trains; the four others restore
+    assert len(cache.entries) == 2 and all(len(k) == 4 for k in cache.entries)  # seed, device, data, params
+
+
 def test_clean_protocol_gives_every_arm_the_baseline_passes(tiny_data):
     base, lc = (run(ActiveLearningParams(**TINY, protocol="clean", strategy=s), [3], "cpu")[0]
                 for s in ("baseline", "least_confidence"))  # fmt: skip

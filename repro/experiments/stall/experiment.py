@@ -38,12 +38,14 @@ a GradScaler) on CUDA only. Randomness per seed: torch Generators and numpy Seed
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import torch
@@ -168,6 +170,17 @@ class _Data:
     in_channels: int
     resize: int | None
     set: ImageSet
+    train_index: np.ndarray  # positions in the set's train split
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A digest of the train images, labels and normalisation the baseline is trained on."""
+        digest = hashlib.blake2b(digest_size=16)
+        for array in (self.set.train_images[self.train_index], self.set.train_labels[self.train_index]):
+            digest.update(repr((array.dtype.str, array.shape)).encode())
+            digest.update(np.ascontiguousarray(array).data)
+        digest.update(repr((self.set.mean, self.set.std, self.in_channels, self.resize)).encode())
+        return digest.hexdigest()
 
     @property
     def eval_batch(self) -> int:
@@ -198,7 +211,7 @@ def _prepare(data: ImageSet, params: ActiveLearningParams, device: torch.device)
 
     return _Data(put(data.train_images[train]), put(data.train_labels[train]), put(data.test_images),
                  put(data.test_labels), put(metric), stat(data.mean), stat(data.std),
-                 3 if params.model == "resnet18" else channels, params.resize, data)  # fmt: skip
+                 3 if params.model == "resnet18" else channels, params.resize, data, train)  # fmt: skip
 
 
 # -- training and measuring ------------------------------------------------------------------------------
@@ -312,6 +325,83 @@ def _final(trainer: _Trainer, data: _Data, params: ActiveLearningParams) -> tupl
     return metrics, arrays
 
 
+#: Params that act only after the baseline is trained: arms that differ in nothing else train the same
+#: baseline. Any other param, including one added later, is part of the baseline's key.
+_AFTER_BASELINE = frozenset({"strategy", "al_start", "loops", "initial_pool", "query_size", "metric_test_size",
+                             "tsne_max_iter"})  # fmt: skip
+
+
+def _baseline_key(params: ActiveLearningParams, data: _Data, seed: int, device: torch.device) -> tuple:
+    """What the baseline's training reads: the seed, the device, its params and its data (by content)."""
+    kept = {k: v for k, v in params.model_dump(mode="json").items() if k not in _AFTER_BASELINE}
+    return (int(seed), str(device), data.fingerprint, tuple(sorted((k, repr(v)) for k, v in kept.items())))
+
+
+class _BaselineCache:
+    """The as-published baseline's trained state (network, Adam, GradScaler, passes) per seed and setting.
+
+    The baseline arm and the active-learning and random arms that continue from it train the same
+    baseline from the same seed (unshuffled, so no random stream is drawn): kept per process, the
+    arms computed after the first restore it instead of training it again (on the ci scale 1.4 s of
+    a seed's 19, on the full scale two of three 20-epoch trainings). Restoring is exact: the state
+    dicts are copies of the tensors the training left. Held on the host, oldest dropped first
+    beyond ``max_bytes`` (a ResNet-18 with Adam's moments is about 135 MB).
+    """
+
+    def __init__(self, max_bytes: int = 2 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.entries: dict[tuple, tuple[dict, dict, dict | None, int, int]] = {}
+
+    def keep(self, key: tuple | None, trainer: _Trainer) -> None:
+        if key is None:
+            return
+        model = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
+        optimizer = _to_host(trainer.optimizer.state_dict())
+        scaler = None if trainer.scaler is None else trainer.scaler.state_dict()
+        size = sum(v.numel() * v.element_size() for v in _tensors((model, optimizer)))
+        self.entries.pop(key, None)
+        self.entries[key] = (model, optimizer, scaler, trainer.passes, size)
+        while sum(entry[4] for entry in self.entries.values()) > self.max_bytes and len(self.entries) > 1:
+            self.entries.pop(next(iter(self.entries)))
+
+    def restore(self, key: tuple | None, trainer: _Trainer) -> bool:
+        entry = None if key is None else self.entries.get(key)
+        if entry is None:
+            return False
+        model, optimizer, scaler, passes, _ = entry
+        trainer.model.load_state_dict(model)
+        # A fresh copy: load_state_dict keeps tensors already on the right device and dtype as they
+        # are, and Adam then updates them in place, which would change the kept state for the next arm.
+        trainer.optimizer.load_state_dict(_to_host(optimizer))
+        if trainer.scaler is not None and scaler is not None:
+            trainer.scaler.load_state_dict(scaler)
+        trainer.passes = passes
+        return True
+
+
+def _to_host(value: Any) -> Any:  # a nested state dict's tensors, copied to the host
+    if isinstance(value, Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_host(v) for v in value]
+    return value
+
+
+def _tensors(value: Any) -> list[Tensor]:
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+_BASELINES = _BaselineCache()
+
+
 def _one_seed(params: ActiveLearningParams, data: _Data, seed: int, device: torch.device) -> SeedResult:
     n, n_classes = len(data.train_y), data.set.n_classes
     needed = params.initial_pool + (params.loops - 1) * params.query_size
@@ -326,7 +416,10 @@ def _one_seed(params: ActiveLearningParams, data: _Data, seed: int, device: torc
     queried = np.zeros((max(params.loops - 1, 0), n_classes), dtype=np.int32)
     if params.strategy == "baseline" or (params.protocol == "as_published" and params.al_start == "baseline"):
         shuffle = params.protocol == "clean"  # the source's baseline loader: shuffle=False
-        trainer.train(everything, n * params.epochs, shuffle, order)
+        key = None if shuffle else _baseline_key(params, data, seed, device)  # unshuffled: draws nothing from order
+        if not _BASELINES.restore(key, trainer):
+            trainer.train(everything, n * params.epochs, shuffle, order)
+            _BASELINES.keep(key, trainer)
         labelled = everything
     if params.strategy == "baseline":
         rounds.append({"round_labelled": float(n), **_round_metrics(trainer, data)})
