@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
+from torch.utils._pytree import tree_leaves, tree_map_only
 
 from repro.data.images import ImageSet, load_image_dataset
 from repro.experiments.common import single_threaded, stream
@@ -170,13 +171,13 @@ class _Data:
     in_channels: int
     resize: int | None
     set: ImageSet
-    train_index: np.ndarray  # positions in the set's train split
 
     @functools.cached_property
     def fingerprint(self) -> str:
         """A digest of the train images, labels and normalisation the baseline is trained on."""
         digest = hashlib.blake2b(digest_size=16)
-        for array in (self.set.train_images[self.train_index], self.set.train_labels[self.train_index]):
+        for tensor in (self.train_x, self.train_y):  # on a CPU, .cpu() is the tensor itself: nothing copied
+            array = tensor.cpu().numpy()
             digest.update(repr((array.dtype.str, array.shape)).encode())
             digest.update(np.ascontiguousarray(array).data)
         digest.update(repr((self.set.mean, self.set.std, self.in_channels, self.resize)).encode())
@@ -211,7 +212,7 @@ def _prepare(data: ImageSet, params: ActiveLearningParams, device: torch.device)
 
     return _Data(put(data.train_images[train]), put(data.train_labels[train]), put(data.test_images),
                  put(data.test_labels), put(metric), stat(data.mean), stat(data.std),
-                 3 if params.model == "resnet18" else channels, params.resize, data, train)  # fmt: skip
+                 3 if params.model == "resnet18" else channels, params.resize, data)  # fmt: skip
 
 
 # -- training and measuring ------------------------------------------------------------------------------
@@ -337,6 +338,22 @@ def _baseline_key(params: ActiveLearningParams, data: _Data, seed: int, device: 
     return (int(seed), str(device), data.fingerprint, tuple(sorted((k, repr(v)) for k, v in kept.items())))
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """One trained baseline, on the host."""
+
+    model: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any] | None
+    passes: int
+
+    @functools.cached_property
+    def nbytes(self) -> int:
+        return sum(
+            t.numel() * t.element_size() for t in tree_leaves((self.model, self.optimizer)) if isinstance(t, Tensor)
+        )
+
+
 class _BaselineCache:
     """The as-published baseline's trained state (network, Adam, GradScaler, passes) per seed and setting.
 
@@ -350,53 +367,36 @@ class _BaselineCache:
 
     def __init__(self, max_bytes: int = 2 << 30) -> None:
         self.max_bytes = max_bytes
-        self.entries: dict[tuple, tuple[dict, dict, dict | None, int, int]] = {}
+        self.entries: dict[tuple, _Kept] = {}
 
     def keep(self, key: tuple | None, trainer: _Trainer) -> None:
         if key is None:
             return
-        model = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
-        optimizer = _to_host(trainer.optimizer.state_dict())
         scaler = None if trainer.scaler is None else trainer.scaler.state_dict()
-        size = sum(v.numel() * v.element_size() for v in _tensors((model, optimizer)))
+        kept = _Kept(_to_host(trainer.model.state_dict()), _to_host(trainer.optimizer.state_dict()), scaler,
+                     trainer.passes)  # fmt: skip
         self.entries.pop(key, None)
-        self.entries[key] = (model, optimizer, scaler, trainer.passes, size)
-        while sum(entry[4] for entry in self.entries.values()) > self.max_bytes and len(self.entries) > 1:
+        self.entries[key] = kept
+        while sum(k.nbytes for k in self.entries.values()) > self.max_bytes and len(self.entries) > 1:
             self.entries.pop(next(iter(self.entries)))
 
     def restore(self, key: tuple | None, trainer: _Trainer) -> bool:
-        entry = None if key is None else self.entries.get(key)
-        if entry is None:
+        kept = None if key is None else self.entries.get(key)
+        if kept is None:
             return False
-        model, optimizer, scaler, passes, _ = entry
-        trainer.model.load_state_dict(model)
+        trainer.model.load_state_dict(kept.model)
         # A fresh copy: load_state_dict keeps tensors already on the right device and dtype as they
         # are, and Adam then updates them in place, which would change the kept state for the next arm.
-        trainer.optimizer.load_state_dict(_to_host(optimizer))
-        if trainer.scaler is not None and scaler is not None:
-            trainer.scaler.load_state_dict(scaler)
-        trainer.passes = passes
+        trainer.optimizer.load_state_dict(_to_host(kept.optimizer))
+        if trainer.scaler is not None and kept.scaler is not None:
+            trainer.scaler.load_state_dict(kept.scaler)
+        trainer.passes = kept.passes
         return True
 
 
-def _to_host(value: Any) -> Any:  # a nested state dict's tensors, copied to the host
-    if isinstance(value, Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _to_host(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_host(v) for v in value]
-    return value
-
-
-def _tensors(value: Any) -> list[Tensor]:
-    if isinstance(value, Tensor):
-        return [value]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    return []
+def _to_host(state: Any) -> Any:
+    """A nested state dict with every tensor copied to the host."""
+    return tree_map_only(Tensor, lambda t: t.detach().to("cpu", copy=True), state)
 
 
 _BASELINES = _BaselineCache()
