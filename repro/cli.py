@@ -158,6 +158,21 @@ def run(
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="slurm: wait for the jobs and print verdicts, or submit and exit.")
     ] = True,
+    poll_s: Annotated[
+        float,
+        typer.Option(
+            "--poll-s", min=0.1, help="slurm: seconds between queue polls once the back-off (1, 2, 4, 8 s) reaches it."
+        ),
+    ] = 15.0,
+    result_grace_s: Annotated[
+        float,
+        typer.Option(
+            "--result-grace-s",
+            min=0.0,
+            help="slurm: how long a job the queue shows over may take to show its result on the shared file "
+            "system before it is an error.",
+        ),
+    ] = 15.0,
     cluster: Annotated[str, typer.Option("--submitit-cluster", hidden=True)] = "slurm",
     rehearse: Annotated[
         bool,
@@ -197,7 +212,8 @@ def run(
             folder=job_folder,
             device=device,
             cluster=cluster,
-            poll_s=1.0 if cluster == "local" else 15.0,
+            poll_s=min(poll_s, 1.0) if cluster == "local" else poll_s,
+            result_grace_s=result_grace_s,
         )
     else:
         runner_ = LocalExecutor(device, workers=workers)
