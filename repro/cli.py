@@ -212,7 +212,7 @@ def run(
             folder=job_folder,
             device=device,
             cluster=cluster,
-            poll_s=min(poll_s, 1.0) if cluster == "local" else poll_s,
+            poll_s=poll_s,
             result_grace_s=result_grace_s,
         )
     else:

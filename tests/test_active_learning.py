@@ -170,6 +170,15 @@ def test_arms_that_continue_from_the_baseline_restore_it_exactly(tiny_data, monk
         def restore(self, key, trainer) -> bool:
             return False
 
+    class Counted(active_learning._BaselineCache):
+        def __init__(self) -> None:
+            super().__init__()
+            self.restored: list[bool] = []
+
+        def restore(self, key, trainer) -> bool:
+            self.restored.append(super().restore(key, trainer))
+            return self.restored[-1]
+
     def arms(cache) -> dict:
         monkeypatch.setattr(active_learning, "_BASELINES", cache)
         runs = {
@@ -178,12 +187,9 @@ def test_arms_that_continue_from_the_baseline_restore_it_exactly(tiny_data, monk
         }
         return {s: [(r.metrics, {k: v.tolist() for k, v in r.arrays.items()}) for r in rs] for s, rs in runs.items()}
 
-    cache = active_learning._BaselineCache()
-    restored = []
-    original = cache.restore
-    monkeypatch.setattr(cache, "restore", lambda key, trainer: restored.append(original(key, trainer)) or restored[-1])
+    cache = Counted()
     assert arms(cache) == arms(Never())
-    assert restored == [False, False, True, True, True, True]  # the baseline arm trains; the four others restore
+    assert cache.restored == [False, False, True, True, True, True]  # the baseline arm trains; the four others restore
     assert len(cache.entries) == 2 and all(len(k) == 4 for k in cache.entries)  # seed, device, data, params
 
 

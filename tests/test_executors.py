@@ -197,7 +197,7 @@ def test_cli_slurm_executor(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "store"))
     monkeypatch.setenv("COLUMNS", "200")
     common = ["run", "--claims", str(claims), "--executor", "slurm", "--submitit-cluster", "local"]
-    common += ["--gpus-per-job", "0", "--seeds-per-job", "5"]
+    common += ["--gpus-per-job", "0", "--seeds-per-job", "5", "--poll-s", "1"]
     # --no-wait in its own process, as on a login node: it submits and exits, the jobs run on.
     env = {**os.environ, "REPRO_HOME": str(tmp_path / "store"), "COLUMNS": "200"}
     submitted = subprocess.run(
