@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from repro import numerics, workers
 from repro.experiments import toy
 
 
@@ -117,7 +118,10 @@ def batched_rate(
 
     def train(steps: int) -> None:
         settings = toy.TrainSettings(steps=steps, lr=LR, optimizer="adam")
-        toy.train(models, sampler, importance, settings, by_runs=variant.by_runs)
+        # As the runner calls an experiment: pinned numerics take one intra-op thread and spread the runs
+        # over the cores; REPRO_NUMERICS=native gives torch the cores (repro/numerics.py).
+        with numerics.computing(workers.cores(), device.type):
+            toy.train(models, sampler, importance, settings, by_runs=variant.by_runs)
 
     train(2)  # warm-up: allocations, kernels, thread pools
     _sync(device)
@@ -308,7 +312,8 @@ def main() -> None:
         diagram(device)
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
-          f"instances spread over {args.seeds} seed(s), load average {_load()}")  # fmt: skip
+          f"instances spread over {args.seeds} seed(s), numerics {numerics.describe()}, "
+          f"load average {_load()}")  # fmt: skip
     variants = [DEFAULT, TORCH_RUNS, REFERENCE]
     print("| config | instances | " + " | ".join(f"{v.label}, instance-steps/s" for v in variants)
           + " | loop instance-steps/s | notebook trainer instance-steps/s | default / loop | default / notebook "

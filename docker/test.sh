@@ -91,7 +91,9 @@ tail -5 "$work/run.log" | sed 's/^/    /'
 for f in reports/ci/index.html reports/ci/verdicts.json reports/ci/results.json; do
     [ -s "$work/data/$f" ] || fail "the report wrote no $f into the volume"
 done
-.venv/bin/python - "$work/data/reports/ci/verdicts.json" "$claims" <<'PY' || fail "verdicts"
+# Read in the image just built (its python), so that a fresh clone needs nothing installed on the host.
+podman run --rm -i --network=none -v "$work/data:/data:ro" "$cpu_image" \
+    python - /data/reports/ci/verdicts.json "$claims" <<'PY' || fail "verdicts"
 import json, sys
 
 verdicts = json.load(open(sys.argv[1]))["claims"]

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from repro._version import __version__
-from repro.claim import Assertion, Claim, Scale, Source
-from repro.errors import (
+# First, before anything loads torch or numpy: every process that computes pins the CPU's kernels to
+# one instruction-set level (repro/numerics.py), so results do not depend on the CPU.
+from repro import numerics as _numerics
+
+_numerics.pin()
+
+from repro._version import __version__  # noqa: E402
+from repro.claim import Assertion, Claim, Scale, Source  # noqa: E402
+from repro.errors import (  # noqa: E402
     ClaimFileError,
     DataUnavailableError,
     DeviceUnavailableError,
@@ -13,12 +19,12 @@ from repro.errors import (
     UnknownClaimError,
     UnknownExperimentError,
 )
-from repro.judge import ClaimRun, evaluate
-from repro.load import ClaimSet, load_claims
-from repro.registry import Experiment, SeedResult
-from repro.runner import run_claim
-from repro.stats import Verdict, decide
-from repro.store import Store
+from repro.judge import ClaimRun, evaluate  # noqa: E402
+from repro.load import ClaimSet, load_claims  # noqa: E402
+from repro.registry import Experiment, SeedResult  # noqa: E402
+from repro.runner import run_claim  # noqa: E402
+from repro.stats import Verdict, decide  # noqa: E402
+from repro.store import Store  # noqa: E402
 
 __all__ = [
     "Assertion",

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from repro import registry
+from repro import fragility, registry
 from repro.claim import SCALES, Claim
 from repro.errors import BaselineError
 from repro.judge import ClaimRun
@@ -111,6 +111,17 @@ class Row(BaseModel):
     seeds: int = Field(ge=0, description="Replicate seeds at this scale.")
     code_version: str | None
     declared: dict[str, Any] | None
+    margin: dict[str, int | bool | None] | None = Field(
+        default=None,
+        description="The decision margin (repro.fragility): seeds, leave_one_out (seeds whose leaving out alone "
+        "moves the verdict), decides (the fewest seeds whose removal moves it; null: more than 3), near (seeds "
+        "within the smallest effect of the threshold), fragile (one seed decides).",
+    )
+    metrics_digest: str | None = Field(
+        default=None,
+        description="sha256 prefix of every per-seed value the verdict read, bit for bit: the same verdict with "
+        "another digest is the same verdict on different numbers.",
+    )
 
     @field_validator(*_FLOATS)
     @classmethod
@@ -154,17 +165,22 @@ def declared(claim: Claim) -> dict[str, Any]:
     return out
 
 
-def row(run: ClaimRun, code_version: str | None = None) -> Row:
-    """The baseline row of one judged claim (``code_version``: its experiment's, looked up when None)."""
+def row(run: ClaimRun, code_version: str | None = None, margins: Mapping[str, fragility.Margin | None] | None = None
+        ) -> Row:  # fmt: skip
+    """The baseline row of one judged claim (``code_version``: its experiment's, looked up when None;
+    ``margins``: decision margins by claim id, from :func:`repro.fragility.margins`; computed here for
+    this claim alone, outside its family, when None)."""
     claim, v = run.claim, run.verdict
     if code_version is None:
         code_version = registry.get(claim.experiment).code_version
+    margin = fragility.margin(run) if margins is None else margins.get(claim.id)
     return Row(
         id=claim.id, scale=run.scale, verdict=status_of(run), expect=None if run.skipped else run.expected,
         estimate=v.estimate, ci_low=v.ci_low, ci_high=v.ci_high, ci_level=v.ci_level, p_value=v.p_value,
         p_adjusted=v.p_adjusted, p_opposite=v.p_opposite, p_opposite_adjusted=v.p_opposite_adjusted,
         alpha=v.alpha, family=v.family, family_size=v.family_size, test=v.test, n=v.n, seeds=len(run.seeds),
-        code_version=code_version, declared=declared(claim),
+        code_version=code_version, declared=declared(claim), metrics_digest=run.metrics_digest,
+        margin=None if margin is None else margin.to_json(),
     )  # fmt: skip
 
 
@@ -172,11 +188,13 @@ def rows(runs: Iterable[ClaimRun]) -> list[Row]:
     """Baseline rows of judged claims, sorted by id (each experiment's code version computed once)."""
     versions: dict[str, str] = {}
     out = []
+    runs = list(runs)
+    margins = fragility.margins(runs)
     for run in runs:
         name = run.claim.experiment
         if name not in versions:
             versions[name] = registry.get(name).code_version
-        out.append(row(run, versions[name]))
+        out.append(row(run, versions[name], margins))
     return sorted(out, key=lambda r: r.id)
 
 
@@ -251,6 +269,7 @@ def _from_results(entry: Mapping[str, Any], scale: str) -> dict[str, Any]:
                                   "p_opposite_adjusted", "family")},
         "alpha": v["alpha"], "family_size": v.get("family_size", 1), "test": v["test"], "n": v["n"],
         "seeds": len(entry["seeds"]), "code_version": None, "declared": None,
+        "metrics_digest": entry.get("metrics_digest"),
     }  # fmt: skip
 
 
@@ -293,7 +312,11 @@ def _outside(old: Row, new: Row) -> bool:
 
 def diff(old: Mapping[str, Row], new: Mapping[str, Row]) -> list[Delta]:
     """Every claim whose verdict moved, whose new estimate lies outside the old CI, whose deciding p
-    (adjusted when present, else raw) crossed its alpha, or that is only on one side; sorted by id."""
+    (adjusted when present, else raw) crossed its alpha, or that is only on one side; sorted by id.
+
+    A claim with none of these whose per-seed values differ (both sides carry a metrics digest, and
+    they differ) is listed as "same verdict, different numbers": a numerics drift (another CPU, another
+    library build) that has not moved a verdict yet. It does not fail a diff."""
     out = []
     for claim_id in sorted(set(old) | set(new)):
         a, b = old.get(claim_id), new.get(claim_id)
@@ -307,6 +330,8 @@ def diff(old: Mapping[str, Row], new: Mapping[str, Row]) -> list[Delta]:
             reasons.append("estimate outside the old CI")
         if _crossed(a, b):
             reasons.append("p crossed alpha")
+        if not reasons and a.metrics_digest and b.metrics_digest and a.metrics_digest != b.metrics_digest:
+            reasons.append("same verdict, different numbers")
         if reasons:
             out.append(Delta(claim_id, a, b, tuple(reasons)))
     return out

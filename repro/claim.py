@@ -248,6 +248,12 @@ class Scale(BaseModel):
         description="The claim is not run at this scale, and why (e.g. no offline copy of its dataset exists). "
         "Reports and pytest show it as skipped with this reason; no verdict is claimed.",
     )
+    fragile: str | None = Field(
+        None,
+        min_length=10,
+        description="The expected verdict at this scale stays fragile (one seed decides it: repro.fragility), and "
+        "why it could not be made robust. Reports and a failing pytest item show it.",
+    )
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -393,6 +399,10 @@ class Claim(_Strict):
 
     def expected(self, scale: str) -> Outcome:
         return self.scale(scale).expect or self.expect
+
+    def fragile(self, scale: str) -> str | None:
+        """Why the expected verdict stays fragile at this scale (declared), or None."""
+        return self.scale(scale).fragile
 
     def arm_names(self) -> tuple[str, ...]:
         return tuple(self.arms) if self.arms else ("main",)

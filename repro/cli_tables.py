@@ -13,7 +13,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from repro import baseline, registry
+from repro import baseline, fragility, registry
 from repro.claim import Claim, Source
 from repro.judge import ClaimRun, replicate_seeds
 from repro.load import ClaimSet, resolve_params
@@ -96,11 +96,13 @@ def schema_document() -> dict[str, Any]:
 
 
 def verdict_table(runs: list[ClaimRun], title: str) -> Table:
-    """`repro run`: one row per claim: verdict, estimate [CI], threshold, p, Holm p, seeds, time."""
+    """`repro run`: one row per claim: verdict, estimate [CI], threshold, p, Holm p, seeds, the decision
+    margin (how many seeds decide the verdict: repro.fragility), time."""
     adjusted = [r.verdict.p_adjusted for r in runs]
+    margins = fragility.margins(runs)
     table = Table(title=title)
     table.add_column("claim", no_wrap=True)
-    for column in ("verdict", "estimate [CI]", "threshold", "p", "p (Holm)", "seeds", "time"):
+    for column in ("verdict", "estimate [CI]", "threshold", "p", "p (Holm)", "seeds", "margin", "time"):
         table.add_column(column, overflow="fold")
     for run, p_adj in zip(runs, adjusted, strict=True):
         v = run.verdict
@@ -118,9 +120,18 @@ def verdict_table(runs: list[ClaimRun], title: str) -> Table:
             "" if v.p_value is None else f"{v.p_value:.2g}",
             "" if p_adj is None else f"{p_adj:.2g}",
             str(len(run.seeds)),
+            _margin_cell(margins.get(run.claim.id)),
             f"{run.wall_s:.1f}s",
         )
     return table
+
+
+def _margin_cell(margin: fragility.Margin | None) -> str:
+    if margin is None:
+        return ""
+    if margin.fragile:
+        return "[bold yellow]fragile: one seed decides[/]"
+    return f"robust ({'>' + str(fragility.DEPTH) if margin.decides is None else margin.decides} seeds)"
 
 
 def _cells(row: baseline.Row | None, with_ci: bool) -> tuple[str, str, str]:

@@ -24,7 +24,7 @@ from repro import runner
 from repro.claim import Claim
 from repro.errors import ReproError
 from repro.store import Store
-from repro.workers import environment_for_workers
+from repro.workers import environment_for_workers, set_cores
 
 __all__ = ["Executor", "Job", "JobOutcome", "LocalExecutor", "run_job"]
 
@@ -92,7 +92,7 @@ def _init_worker(devices: Any, threads: int) -> None:
     _WORKER_DEVICE = devices.get()
     if _WORKER_DEVICE.startswith("cuda:"):
         torch.cuda.set_device(int(_WORKER_DEVICE.split(":")[1]))
-    torch.set_num_threads(threads)
+    set_cores(threads)  # spread over a call's seeds (repro.numerics.computing), not torch's intra-op threads
 
 
 class LocalExecutor:

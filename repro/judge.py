@@ -14,10 +14,13 @@ verdict from the store) live here, used by the runner, the report, the pytest it
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -88,6 +91,20 @@ class ClaimRun:
         return all(len(r) == len(self.seeds) for r in self.results.values()) and bool(self.results)
 
     @property
+    def metrics_digest(self) -> str | None:
+        """sha256 (16 hex digits) of every stored per-seed value the verdict reads, bit for bit (floats by
+        repr), arm by arm in seed order; None without results. Two runs with the same digest computed the
+        same numbers; the same verdict with another digest is the same verdict on different numbers."""
+        if not self.results or not any(self.results.values()):
+            return None
+        exact = {
+            arm: [[r.seed, _exact(_select(self.claim, r))] for r in results]
+            for arm, results in sorted(self.results.items())
+        }
+        text = json.dumps(exact, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
     def runtime_s(self) -> float:
         """Compute time behind the stored results (each call's wall time shared by its seeds)."""
         total = 0.0
@@ -122,6 +139,13 @@ def keys_of(claim: Claim, scale: str, seeds: Sequence[int]) -> dict[str, tuple[B
         dumped = params.model_dump(mode="json")
         keyed[arm] = (params, [result_key(experiment.name, version, dumped, s) for s in seeds])
     return keyed
+
+
+def _exact(value: Any) -> Any:
+    """Floats as their repr (every bit, NaN and infinities included), lists element by element."""
+    if isinstance(value, (list, tuple)):
+        return [_exact(v) for v in value]
+    return repr(float(value))
 
 
 def _select(claim: Claim, result: Observed) -> float | list[float]:

@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from repro import numerics
+
 __all__ = ["collect", "device_name", "environment", "git_revision"]
 
 _PACKAGES = ("repro-claims", "torch", "numpy", "scipy", "statsmodels", "scikit-learn", "pydantic")
@@ -82,6 +84,7 @@ def collect(device: Any, seeds: list[int], wall_time_s: float) -> dict[str, Any]
         **environment(),
         **_runner(),
         "device": device_name(device),
+        "numerics": numerics.describe(),
         "seeds_in_call": list(seeds),
         "call_wall_time_s": round(wall_time_s, 3),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -215,7 +215,17 @@ class ClaimItem(pytest.Item):
         result = judged[key][self.claim.id]
         self.user_properties.append(("verdict", result.verdict.outcome))
         if not result.as_expected:
-            raise ClaimMismatch(result.failure_text())
+            from repro.fragility import margins
+
+            text = result.failure_text()
+            margin = margins(list(judged[key].values())).get(self.claim.id)
+            if margin is not None:
+                text += f"\n  margin:    {margin.label} (leaving one seed out moves it for {margin.leave_one_out} of "
+                text += f"{margin.seeds})"
+            declared = self.claim.fragile(self.scale)
+            if declared:
+                text += f"\n  declared fragile at {self.scale}: {declared}"
+            raise ClaimMismatch(text)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str | TerminalRepr:
         if isinstance(excinfo.value, ClaimMismatch):

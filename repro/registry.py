@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from repro import numerics
 from repro.errors import UnknownExperimentError
 
 __all__ = ["Experiment", "SeedResult", "default_method", "get", "names", "register"]
@@ -59,11 +60,12 @@ class Experiment:
 
     @property
     def code_version(self) -> str:
-        """Hash of the run function's module and its declared dependencies.
+        """Hash of the run function's module, its declared dependencies and the numerics level.
 
         Editing any of them invalidates cached results; a report or figure change does not.
         """
         digest = hashlib.sha256(self.name.encode())
+        digest.update(numerics.fingerprint().encode())  # pinned and native results never share a key
         module_names = [self.run.__module__, *self.depends_on]
         for name in module_names:
             digest.update(inspect.getsource(importlib.import_module(name)).encode())

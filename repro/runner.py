@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from repro import provenance, registry
+from repro import numerics, provenance, registry
 from repro.claim import Claim
 from repro.errors import DeviceUnavailableError
 from repro.judge import ClaimRun, evaluate, keys_of, replicate_seeds, sequential_state
 from repro.store import Store
-from repro.workers import rebalance
+from repro.workers import cores
 
 __all__ = ["Computed", "compute", "resolve_device", "run_claim"]
 
@@ -70,13 +70,18 @@ def _compute_batch(
     as the call returns, and a crash is recorded in ``done.error``."""
     if on_progress:
         on_progress(f"{label}: {len(todo)} seed(s) on {device}")
-    rebalance()  # under pytest -n N: the cores of workers that have finished
     call_started = time.perf_counter()
     try:
+        numerics.check()  # the kernels every CPU of the pinned level runs, or a clear error
         # A warning (a corrupt EXIF header in one ImageNet JPEG, a DataLoader hint) must not turn a
         # two-hour run into an error, even under pytest's warnings-as-errors: it is recorded with the
-        # results instead, where the report shows it.
-        with warnings.catch_warnings(record=True) as caught:
+        # results instead, where the report shows it. On a CPU the call runs one intra-op thread and
+        # spreads its seeds over this worker's share of the cores (under pytest -n N, with those of
+        # workers that have finished), so its results do not depend on the thread count.
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            numerics.computing(cores(), device.split(":")[0]),
+        ):
             warnings.simplefilter("always")
             produced = experiment.run(params, [s for s, _ in todo], device)
     except Exception as exc:  # an experiment crash is a verdict, not a traceback for the user

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PEERS_VARIABLE", "Peers", "environment_for_workers", "rebalance", "share_cores", "worker_environment"]
+__all__ = [
+    "PEERS_VARIABLE",
+    "Peers",
+    "cores",
+    "environment_for_workers",
+    "set_cores",
+    "share_cores",
+    "worker_environment",
+]
 
 
 #: What worker processes sharing a CPU need before torch loads: OpenMP threads that sleep at a barrier
@@ -47,7 +54,7 @@ class Peers:
     pytest-xdist hands work out group by group and stops a worker once nothing is left to hand out;
     the last worker busy with a long group would then keep the one thread it started with while the
     other cores idle (benchmarks/README.md, "Workers on a shared CPU"). Before each experiment call a
-    worker counts the peers still alive and takes ``cpus // alive`` threads.
+    worker counts the peers still alive and spreads the call's seeds over ``cpus // alive`` threads.
     """
 
     def __init__(self, directory: Path, cpus: int) -> None:
@@ -78,24 +85,42 @@ class Peers:
 
 
 _peers: Peers | None = None
+_cores: int | None = None
 
 
 def share_cores(peers: Peers | None) -> None:
-    """Make ``peers`` (or nobody, with None) the set :func:`rebalance` reads in this process."""
+    """Make ``peers`` (or nobody, with None) the set :func:`cores` reads in this process."""
     global _peers
     _peers = peers
 
 
-def rebalance() -> None:
-    """Before an experiment call: this worker's share of the cores among the peers still alive.
+def set_cores(count: int | None) -> None:
+    """This process's share of the cores, as a pool that started it decided (None: work it out)."""
+    global _cores
+    _cores = None if count is None else max(1, count)
 
-    A no-op outside a worker that joined peers, and when torch is not loaded yet (it then starts at
-    the environment's thread count).
+
+def _available() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # a SLURM job's or a container's CPU set
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cores() -> int:
+    """Before an experiment call: how many cores this process may spread the call's seeds over.
+
+    A worker that joined peers (pytest -n N) takes its share among the peers still alive, so that the
+    last one busy takes the cores of those that have left; a pool worker takes what its pool gave it;
+    otherwise OMP_NUM_THREADS where set, else the cores this process may run on. The count only says
+    how many seeds are computed side by side (repro.numerics.parallel_width): a seed's result is the
+    same whatever it is.
     """
-    if _peers is None or "torch" not in sys.modules:
-        return
-    import torch
-
-    wanted = _peers.threads()
-    if torch.get_num_threads() != wanted:
-        torch.set_num_threads(wanted)
+    if _peers is not None:
+        return _peers.threads()
+    if _cores is not None:
+        return _cores
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return _available()

@@ -294,3 +294,38 @@ def test_claims_agree_with_the_committed_baseline():
     assert committed.scale == "ci"
     problems = baseline.preregistration_problems(load_claims(REPO / "claims"), committed)
     assert not problems, "\n".join(problems)
+
+
+def test_diff_says_same_verdict_different_numbers_when_only_the_digest_moved():
+    old, new = _row(metrics_digest="aaaa"), _row(metrics_digest="bbbb")
+    (delta,) = baseline.diff(_by_id(old), _by_id(new))
+    assert delta.reasons == ("same verdict, different numbers",) and not delta.moved
+    assert baseline.diff(_by_id(old), _by_id(_row(metrics_digest="aaaa"))) == []
+    assert baseline.diff(_by_id(_row()), _by_id(new)) == []  # a row without a digest (an older file) says nothing
+    moved = baseline.diff(_by_id(old), _by_id(_row(verdict="inconclusive", metrics_digest="bbbb")))
+    assert moved[0].reasons == ("verdict moved",)  # a moved verdict is reported as that, not as drift
+
+
+def test_the_metrics_digest_sees_the_last_bit_of_one_seed(tmp_path):
+    import math
+    from dataclasses import dataclass, field
+
+    from repro import stats
+    from repro.judge import ClaimRun
+
+    @dataclass
+    class _Result:
+        seed: int
+        metrics: dict
+        sweep: dict = field(default_factory=dict)
+
+    claim = load_claims(write_claims(tmp_path, claim_text())).get("demo.mean-positive")
+    values = [0.5, 1.25, 0.75]
+
+    def digest(vals):
+        results = {"main": [_Result(i, {"value": v}) for i, v in enumerate(vals)]}
+        return ClaimRun(claim, "ci", stats.error_verdict(claim.assertion, "x"), [0, 1, 2], results).metrics_digest
+
+    assert digest(values) == digest(list(values))
+    assert digest(values) != digest([0.5, math.nextafter(1.25, 2.0), 0.75])
+    assert digest(values) != digest([1.25, 0.5, 0.75])  # which seed holds which value counts

@@ -559,7 +559,8 @@ def test_peers_count_the_live_workers_and_share_the_cores(tmp_path):
 
 def test_the_last_busy_xdist_worker_takes_the_cores_of_the_workers_that_left(pytester, monkeypatch):
     """Two items on two workers: the short one's worker is shut down (nothing left to hand out), and the
-    long one's next experiment call (repro.workers.rebalance, which the runner calls) takes both shares."""
+    long one's next experiment call (repro.workers.cores, which the runner reads) spreads its seeds over
+    both shares."""
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     pytester.makepyfile(
@@ -572,11 +573,11 @@ def test_the_last_busy_xdist_worker_takes_the_cores_of_the_workers_that_left(pyt
         def test_long():
             cpus = os.cpu_count() or 1
             assert torch.get_num_threads() == max(1, cpus // 2)  # its share while the other worker lives
+            assert workers.cores() == max(1, cpus // 2)
             deadline = time.monotonic() + 60
             while workers._peers.alive() > 1 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            workers.rebalance()
-            assert torch.get_num_threads() == cpus
+            assert workers.cores() == cpus
         """,
     )
     result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider")

@@ -69,3 +69,17 @@ def test_a_skipped_scale_is_a_pytest_skip_with_its_reason(pytester, claims_dir):
     result = pytester.runpytest_inprocess("claims", "-m", "not gpu", "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(skipped=1, deselected=1)
     result.stdout.fnmatch_lines(["*not run at ci scale: no offline copy of this dataset exists*"])
+
+
+def test_a_failure_gives_the_decision_margin_and_a_declared_fragility(pytester, claims_dir):
+    text = claim_text(mean=-1.0).replace("[claim.scales.ci]\nseeds = 10\n", "[claim.scales.ci]\nseeds = 10\n"
+                                         'fragile = "declared here: the test reads the reason back"\n')  # fmt: skip
+    (claims_dir / "demo.toml").write_text(text)
+    result = pytester.runpytest_subprocess("claims", "-m", "not gpu", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, deselected=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*margin:*robust: more than 3 seeds decide (leaving one seed out moves it for 0 of 10)*",
+            "*declared fragile at ci: declared here: the test reads the reason back*",
+        ]  # fmt: skip
+    )

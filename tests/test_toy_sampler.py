@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy import stats
 
+from repro import numerics
 from repro.experiments import toy, toy_sparse
 
 ALPHA = 1e-4
@@ -258,13 +259,10 @@ def test_a_seeds_batches_do_not_depend_on_the_seeds_beside_it():
 
 def test_batches_do_not_depend_on_threads_or_passes(monkeypatch):
     p = np.full((30, 20), 0.05)
-    reference = _batches(_sampler([5, 6], p, 1024), 2)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with numerics.computing(2):  # the seeds' draws spread over two threads
+        reference = _batches(_sampler([5, 6], p, 1024), 2)
+    with numerics.computing(1):
         one_thread = _batches(_sampler([5, 6], p, 1024), 2)
-    finally:
-        torch.set_num_threads(threads)
     monkeypatch.setattr(toy_sparse, "SPARSE_PASS_DRAWS", 2**10)  # many small passes
     small_passes = _sampler([5, 6], p, 1024)
     assert len(small_passes._sparse.passes) > 4

@@ -43,6 +43,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from repro import numerics
 from repro.experiments.toy_data import DataKind, FeatureSampler, Sampler, SamplerMethod, _rng_pool, default_method
 
 __all__ = [
@@ -356,7 +357,7 @@ def train(
 
     by_runs (default: on a CPU when x has at least RUN_GRADIENTS_MIN_ENTRIES entries, unless the
     models are ``small``): compute each step's gradients run by run of instances on
-    torch.get_num_threads() Python threads (:class:`_RunGradients`), with torch's intra-op threads
+    repro.numerics.parallel_width() Python threads (:class:`_RunGradients`), with torch's intra-op threads
     set to 1 meanwhile (restored after), so that the sampler's numpy draws and each run's kernels
     share the cores without OpenMP's spinning threads competing with them. Otherwise whole tensors
     with :func:`gradients` (the GPU's way, and the CPU's before; the same sums in another order, so
@@ -371,7 +372,8 @@ def train(
         by_runs = models.W.device.type == "cpu" and not models.small and entries >= RUN_GRADIENTS_MIN_ENTRIES
     threads = torch.get_num_threads()
     if by_runs:
-        step_gradients: Callable[[Tensor], list[Tensor]] = _RunGradients(models, sampler.batch, weight, threads)
+        width = numerics.parallel_width()
+        step_gradients: Callable[[Tensor], list[Tensor]] = _RunGradients(models, sampler.batch, weight, width)
     else:
         step_gradients = functools.partial(gradients, models, weight=weight)
     try:

@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
+from repro import numerics
 from repro.experiments.toy_sparse import _rng_pool, _SparseDraws
 
 __all__ = ["DataKind", "FeatureSampler", "Sampler", "SamplerMethod", "default_method"]
@@ -110,7 +111,7 @@ class FeatureSampler:
         elif data == "batch_mask":
             self._u = torch.empty((G, self.n_per_seed, 1, n), device=device)  # (G, K, 1, n)
         self._gap = torch.empty(shape, device=device) if data == "paper" and self.single_draw else None
-        workers = min(G, torch.get_num_threads()) if device.type == "cpu" else 1
+        workers = min(G, numerics.parallel_width()) if device.type == "cpu" else 1
         self._chunks = [range(w, G, workers) for w in range(workers)]  # seeds per worker
 
     @property

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from repro import numerics
+
 __all__ = ["SPARSE_CHUNK_ENTRIES", "SPARSE_PASS_DRAWS"]
 
 #: The sparse sampler cuts each seed's (K, B, n) block into runs of whole instances of about this many
@@ -108,7 +110,7 @@ class _SparseDraws:
         # Consecutive runs into passes of about equal work, at least one pass per thread when there
         # are enough runs: the grouping changes only how the work is shared, not what is drawn.
         work = [layout["draws"] + layout["full"] for _, _, layout in runs]
-        total, threads = sum(work), torch.get_num_threads()
+        total, threads = sum(work), numerics.parallel_width()
         n_passes = min(len(runs), max(math.ceil(total / SPARSE_PASS_DRAWS), threads))
         self.passes: list[_Pass] = []
         group: list[tuple[np.random.Generator, int, dict]] = []
@@ -291,8 +293,15 @@ def _run_layout(p: np.ndarray, batch: int) -> dict:
 _RNG_POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
+def _one_intra_op_thread() -> None:
+    """OpenMP's thread count is per calling thread: a pool thread sets its own (repro.numerics)."""
+    torch.set_num_threads(1)
+
+
 def _rng_pool(workers: int) -> ThreadPoolExecutor:
-    """Threads for the CPU draws; torch releases the GIL inside torch.rand."""
+    """Threads for the CPU draws and runs; torch releases the GIL inside its kernels."""
     if workers not in _RNG_POOLS:
-        _RNG_POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="toy-rng")
+        _RNG_POOLS[workers] = ThreadPoolExecutor(
+            workers, thread_name_prefix="toy-rng", initializer=_one_intra_op_thread
+        )
     return _RNG_POOLS[workers]

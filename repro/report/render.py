@@ -27,10 +27,11 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from repro import baseline, registry, stats
+from repro import baseline, fragility, registry, stats
 from repro._version import __version__
 from repro.baseline import status_of
 from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion, Source, Trend
+from repro.fragility import Margin
 from repro.judge import ClaimRun, judge_all
 from repro.load import ClaimSet, resolve_params
 from repro.report.cache import FigureCache
@@ -127,6 +128,8 @@ class Entry:
     n_wanted: int
     runtime_s: float
     assertion: str
+    margin: Margin | None = None
+    metrics_digest: str | None = None
     params: list[tuple[str, bool, list[tuple[str, str]]]] = field(default_factory=list)
     provenance: list[tuple[str, str]] = field(default_factory=list)
     figures: list[RenderedFigure] = field(default_factory=list)
@@ -217,6 +220,8 @@ class Entry:
             "results_stored": self.n_stored,
             "results_expected": self.n_wanted,
             "runtime_s": round(self.runtime_s, 3),
+            "margin": None if self.margin is None else self.margin.to_json(),
+            "metrics_digest": self.metrics_digest,
         }
 
 
@@ -237,19 +242,37 @@ def _provenance(results: Iterable[StoredResult]) -> list[tuple[str, str]]:
         values["packages"].add(", ".join(f"{k} {v}" for k, v in sorted(packages.items()) if v) or "unknown")
         if p.get("image_id"):
             values["image"].add(str(p["image_id"]))
+        values["numerics"].add(_numerics_text(p.get("numerics")))
         values["warnings"].update(str(w) for w in p.get("warnings") or ())
         if p.get("date"):
             dates.append(str(p["date"]))
         calls.add((p.get("date"), tuple(p.get("seeds_in_call") or (result.seed,))))
     if not calls:
         return []
-    order = ("git commit", "packages", "python", "platform", "device", "image", "warnings")
+    order = ("git commit", "packages", "python", "platform", "device", "numerics", "image", "warnings")
     rows = [(label, "; ".join(sorted(values[label]))) for label in order if values.get(label)]
     if dates:
         first, last = min(dates), max(dates)
         rows.append(("date", first if first == last else f"{first} to {last}"))
     rows.append(("experiment calls", str(len(calls))))
     return rows
+
+
+def _numerics_text(info: Any) -> str:
+    """A result's numerics in words: the pinned level and what each library dispatched to."""
+    if not isinstance(info, dict):
+        return "not recorded (computed before the numerics were pinned)"
+    level = str(info.get("level", "unknown"))
+    dispatch = info.get("dispatch") or {}
+    parts = [f"torch {dispatch['torch']}"] if dispatch.get("torch") else []
+    if "numpy_avx512" in dispatch:
+        parts.append("numpy " + ("AVX-512" if dispatch["numpy_avx512"] else "up to AVX2"))
+    if dispatch.get("openblas"):
+        parts.append("OpenBLAS " + "/".join(map(str, dispatch["openblas"])))
+    text = level if level != "native" else "native (not pinned: results may differ between CPUs)"
+    if info.get("not_pinned"):
+        text += f" ({info['not_pinned']})"
+    return text + (f": {', '.join(parts)}" if parts else "")
 
 
 def _params(claim: Claim, run: ClaimRun) -> list[tuple[str, bool, list[tuple[str, str]]]]:
@@ -263,7 +286,7 @@ def _params(claim: Claim, run: ClaimRun) -> list[tuple[str, bool, list[tuple[str
     return out
 
 
-def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict, cache: FigureCache) -> Entry:
+def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict, cache: FigureCache, margin: Margin | None = None) -> Entry:
     claim = run.claim
     status = status_of(run)
     stored = [r for arm in run.results.values() for r in arm]
@@ -282,6 +305,8 @@ def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict, cache: FigureCache) -
         n_wanted=len(run.seeds) * len(claim.arm_names()),
         runtime_s=run.runtime_s,
         assertion=describe_assertion(claim),
+        margin=margin,
+        metrics_digest=run.metrics_digest,
         params=_params(claim, run),
         provenance=_provenance(stored),
     )
@@ -351,7 +376,8 @@ def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -
     store.clear_stale_temporaries()  # of a report or run killed while writing
     cache = FigureCache(store)  # figures drawn by earlier reports, by what they were drawn from
     memo: dict = {}  # this page's images, each embedded once, and the figures claims share
-    entries = [_entry(run, claim_set, memo, cache) for run in runs]
+    margins = fragility.margins(runs)
+    entries = [_entry(run, claim_set, memo, cache, margins[run.claim.id]) for run in runs]
     counts = {status: sum(1 for e in entries if e.status == status) for status in STATUSES}
 
     env = _environment()
