@@ -49,8 +49,8 @@ ONE_SEED = {"stall", "subnetworks"}
 
 CHILD = r"""
 import json, resource, sys
+import repro.experiments, repro.rehearsal  # first: pins the numerics before torch loads
 import torch
-import repro.experiments, repro.rehearsal
 from repro.load import load_claims
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 experiment, root, device = sys.argv[1], sys.argv[2], sys.argv[5]

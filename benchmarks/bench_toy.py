@@ -40,6 +40,10 @@ import os
 import time
 from dataclasses import dataclass
 
+# First, as every entry point does: importing the package pins the numerics before torch and numpy load.
+import repro  # noqa: F401
+
+# isort: split
 import torch
 from torch import Tensor, nn
 
@@ -113,15 +117,23 @@ def _batched(
 def batched_rate(
     config: Config, instances: int, device: torch.device, seconds: float, seeds: int = 1, variant: Variant = DEFAULT
 ) -> tuple[float, int]:
-    """(instance-steps per second, steps timed) of toy.train on ``instances`` models."""
+    """(instance-steps per second, steps timed) of toy.train on ``instances`` models.
+
+    As the runner calls an experiment (repro/numerics.py): pinned numerics take one intra-op thread and
+    spread the seeds' runs and draws over the cores; REPRO_NUMERICS=native also gives torch the cores.
+    """
+    with numerics.computing(workers.cores(), device.type):
+        return _batched_rate(config, instances, device, seconds, seeds, variant)
+
+
+def _batched_rate(
+    config: Config, instances: int, device: torch.device, seconds: float, seeds: int, variant: Variant
+) -> tuple[float, int]:
     models, sampler, importance = _batched(config, instances, device, seeds=seeds, method=variant.method)
 
     def train(steps: int) -> None:
         settings = toy.TrainSettings(steps=steps, lr=LR, optimizer="adam")
-        # As the runner calls an experiment: pinned numerics take one intra-op thread and spread the runs
-        # over the cores; REPRO_NUMERICS=native gives torch the cores (repro/numerics.py).
-        with numerics.computing(workers.cores(), device.type):
-            toy.train(models, sampler, importance, settings, by_runs=variant.by_runs)
+        toy.train(models, sampler, importance, settings, by_runs=variant.by_runs)
 
     train(2)  # warm-up: allocations, kernels, thread pools
     _sync(device)
