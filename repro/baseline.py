@@ -184,12 +184,13 @@ def row(run: ClaimRun, code_version: str | None = None, margins: Mapping[str, fr
     )  # fmt: skip
 
 
-def rows(runs: Iterable[ClaimRun]) -> list[Row]:
-    """Baseline rows of judged claims, sorted by id (each experiment's code version computed once)."""
+def rows(runs: Iterable[ClaimRun], margins: Mapping[str, fragility.Margin | None] | None = None) -> list[Row]:
+    """Baseline rows of judged claims, sorted by id (each experiment's code version computed once;
+    ``margins``: the runs' decision margins where the caller has them, else computed here)."""
     versions: dict[str, str] = {}
     out = []
     runs = list(runs)
-    margins = fragility.margins(runs)
+    margins = fragility.margins(runs) if margins is None else margins
     for run in runs:
         name = run.claim.experiment
         if name not in versions:

@@ -402,5 +402,5 @@ def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -
     index = out_dir / "index.html"
     index.write_bytes(html.encode("utf-8"))
     (out_dir / "results.json").write_bytes(_results_json(entries, scale, counts).encode("utf-8"))
-    baseline.write(out_dir / "verdicts.json", baseline.rows(runs), scale)
+    baseline.write(out_dir / "verdicts.json", baseline.rows(runs, margins), scale)
     return index
