@@ -14,6 +14,7 @@ digits (numeric noise from a rerun does not churn a committed file), no dates an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -28,6 +29,7 @@ from repro import fragility, registry
 from repro.claim import SCALES, Claim
 from repro.errors import BaselineError
 from repro.judge import ClaimRun
+from repro.load import resolve_params
 
 __all__ = [
     "BASELINE_FORMAT",
@@ -40,6 +42,8 @@ __all__ = [
     "declared_changes",
     "diff",
     "dumps",
+    "full_status",
+    "params_digest",
     "parse",
     "preregistration_problems",
     "read",
@@ -50,6 +54,9 @@ __all__ = [
 ]
 
 BASELINE_FORMAT = 1
+#: The committed full-scale baseline (relative to the working directory, as the store is): a full-scale
+#: expectation is "measured" only where it holds a row computed with the claim as it is declared now.
+FULL_BASELINE = Path("reports") / "full" / "verdicts.json"
 #: Significant digits every float of the baseline is rounded to.
 SIGNIFICANT = 6
 #: Declared fields a claim may change only with a ``changed`` note: (path in "declared", the word its
@@ -122,6 +129,16 @@ class Row(BaseModel):
         description="sha256 prefix of every per-seed value the verdict read, bit for bit: the same verdict with "
         "another digest is the same verdict on different numbers.",
     )
+    params_digest: str | None = Field(
+        default=None,
+        description="sha256 prefix of the resolved params of every arm at this scale: a row computed with other "
+        "params (another setting) does not measure the claim as it is declared now.",
+    )
+    full_expect: str | None = Field(
+        default=None,
+        description="measured: the full-scale expectation rests on a full-scale run of the claim as declared now "
+        "(reports/full/verdicts.json); predicted: no such run exists.",
+    )
 
     @field_validator(*_FLOATS)
     @classmethod
@@ -165,8 +182,39 @@ def declared(claim: Claim) -> dict[str, Any]:
     return out
 
 
-def row(run: ClaimRun, code_version: str | None = None, margins: Mapping[str, fragility.Margin | None] | None = None
-        ) -> Row:  # fmt: skip
+def params_digest(claim: Claim, scale: str) -> str:
+    """sha256 prefix of the claim's resolved params at ``scale``, every arm (defaults included)."""
+    params = {arm: resolve_params(claim, scale, arm).model_dump(mode="json") for arm in claim.arm_names()}
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def full_status(claim: Claim, full: Baseline | None, code_version: str | None = None) -> str:
+    """ "measured" when ``full`` (the full-scale baseline) holds a verdict of the claim computed as it is
+    declared now (same assertion, seeds and expects, same params, same experiment code), else "predicted"."""
+    entry = None if full is None else full.rows.get(claim.id)
+    if entry is None or entry.verdict not in ("reproduced", "not_reproduced", "inconclusive"):
+        return "predicted"
+    if code_version is None:
+        code_version = registry.get(claim.experiment).code_version
+    same = (
+        entry.declared == declared(claim)
+        and entry.code_version == code_version
+        and entry.params_digest == params_digest(claim, "full")
+    )
+    return "measured" if same else "predicted"
+
+
+def read_full(path: Path = FULL_BASELINE) -> Baseline | None:
+    """The committed full-scale baseline, or None where there is none (or it cannot be read)."""
+    try:
+        return read(path) if path.is_file() else None
+    except BaselineError:
+        return None
+
+
+def row(run: ClaimRun, code_version: str | None = None, margins: Mapping[str, fragility.Margin | None] | None = None,
+        full: Baseline | None = None) -> Row:  # fmt: skip
     """The baseline row of one judged claim (``code_version``: its experiment's, looked up when None;
     ``margins``: decision margins by claim id, from :func:`repro.fragility.margins`; computed here for
     this claim alone, outside its family, when None)."""
@@ -180,13 +228,26 @@ def row(run: ClaimRun, code_version: str | None = None, margins: Mapping[str, fr
         p_adjusted=v.p_adjusted, p_opposite=v.p_opposite, p_opposite_adjusted=v.p_opposite_adjusted,
         alpha=v.alpha, family=v.family, family_size=v.family_size, test=v.test, n=v.n, seeds=len(run.seeds),
         code_version=code_version, declared=declared(claim), metrics_digest=run.metrics_digest,
-        margin=None if margin is None else margin.to_json(),
+        margin=None if margin is None else margin.to_json(), params_digest=params_digest(claim, run.scale),
+        full_expect=_full_expect(run, full, code_version),
     )  # fmt: skip
 
 
-def rows(runs: Iterable[ClaimRun], margins: Mapping[str, fragility.Margin | None] | None = None) -> list[Row]:
+def _full_expect(run: ClaimRun, full: Baseline | None, code_version: str) -> str | None:
+    """A row's full_expect: at full scale whether this run measured it; at ci from the full baseline."""
+    claim = run.claim
+    if claim.skipped("full"):
+        return None
+    if run.scale == "full":
+        return "measured" if status_of(run) in ("reproduced", "not_reproduced", "inconclusive") else "predicted"
+    return full_status(claim, full, code_version)
+
+
+def rows(runs: Iterable[ClaimRun], margins: Mapping[str, fragility.Margin | None] | None = None,
+         full: Baseline | None = None) -> list[Row]:  # fmt: skip
     """Baseline rows of judged claims, sorted by id (each experiment's code version computed once;
-    ``margins``: the runs' decision margins where the caller has them, else computed here)."""
+    ``margins``: the runs' decision margins where the caller has them, else computed here; ``full``: the
+    full-scale baseline that says which full-scale expectations are measured)."""
     versions: dict[str, str] = {}
     out = []
     runs = list(runs)
@@ -195,7 +256,7 @@ def rows(runs: Iterable[ClaimRun], margins: Mapping[str, fragility.Margin | None
         name = run.claim.experiment
         if name not in versions:
             versions[name] = registry.get(name).code_version
-        out.append(row(run, versions[name], margins))
+        out.append(row(run, versions[name], margins, full))
     return sorted(out, key=lambda r: r.id)
 
 
@@ -367,7 +428,8 @@ def preregistration_problems(claims: Iterable[Claim], committed: Baseline) -> li
     """Why the claims disagree with a committed baseline; empty when they agree.
 
     Each claim must be in the baseline; the baseline's verdict must equal what the claim expects at
-    the baseline's scale ("skipped" where the claim skips it); a watched declared field (see
+    the baseline's scale ("skipped" where the claim skips it), and where one seed decides it (its
+    decision margin) the claim declares it fragile at that scale; a watched declared field (see
     :data:`WATCHED`) that differs from the baseline's needs a ``changed`` note whose ``what`` names it.
     A row the claims no longer declare is stale. Regenerate the baseline with ``repro report``.
     """
@@ -384,6 +446,13 @@ def preregistration_problems(claims: Iterable[Claim], committed: Baseline) -> li
         if entry.verdict != expected:
             problems.append(
                 f"{claim.id}: the baseline's {scale} verdict is {entry.verdict}, the claim expects {expected}"
+            )
+        margin = entry.margin or {}
+        if entry.verdict == expected and margin.get("fragile") and not claim.fragile(scale):
+            moved = f"{margin.get('leave_one_out')} of {margin.get('seeds')} seeds move it when left out"
+            problems.append(
+                f"{claim.id}: its expected {scale} verdict is fragile (one seed decides it: {moved}): give it the "
+                f"seeds `repro plan` asks, or declare why it stays fragile in scales.{scale}.fragile"
             )
         if entry.declared is None:
             continue

@@ -43,8 +43,11 @@ __all__ = [
     "Outcome",
     "Predicate",
     "Proportion",
+    "Adjudication",
     "Scale",
     "Sequential",
+    "Setting",
+    "SettingField",
     "Source",
     "Trend",
     "binomial_min_seeds",
@@ -94,6 +97,54 @@ class Source(_Strict):
     year: int = Field(ge=1900, le=2100)
     url: str = Field(min_length=1, description="Paper, write-up or repository address.")
     note: str | None = Field(None, description="Snapshot commit or anything a reader should know.")
+
+
+class SettingField(_Strict):
+    """One field of a source's own setting: the value the source ran, and where that is written."""
+
+    value: Any = Field(description="The source's value, in the experiment param's own units and spelling.")
+    trace: str = Field(min_length=3, description="Where the value is read: SOURCES.md section, or file and line.")
+    substitute: bool = Field(
+        False, description="The field chooses the data or model: a scale that departs from it runs on a substitute."
+    )
+
+
+#: A departure's reason must say something.
+Reason = Annotated[str, Field(min_length=10)]
+
+
+class Setting(_Strict):
+    """A source's own setting for one experiment (``[setting.NAME]`` in a claims file), field by field.
+
+    Every claim of ``source`` on ``experiment`` runs in it at full scale: the loader compares the
+    claim's resolved params (defaults included) with each field and refuses a difference the claim
+    does not declare in its ``departures``. ``departures`` here are what the experiment cannot express
+    of the source's procedure (each claim on the setting inherits them, and the report shows them).
+    """
+
+    source: str = Field(min_length=1, description="Key into the sources table.")
+    experiment: str = Field(min_length=1, description="Registered experiment name.")
+    title: str = Field(min_length=3, description="Which run of the source this is, e.g. 'the paper's phase diagram'.")
+    fields: dict[str, SettingField] = Field(min_length=1)
+    departures: dict[str, Reason] = Field(
+        default_factory=dict,
+        description="What the experiment cannot set as the source did (name -> the source's procedure, ours, why).",
+    )
+
+
+class Adjudication(_Strict):
+    """Why a "not reproduced" or "inconclusive" is a finding about the source and not about this package."""
+
+    date: datetime.date
+    setting: str = Field(
+        min_length=10, description="(a) The claim runs in the source's setting: its departures, each with why."
+    )
+    side_by_side: str = Field(
+        min_length=10,
+        description="(b) The source's own code and this package's experiment on one small setting, both numbers; "
+        "or why the source has no runnable code.",
+    )
+    readings: str = Field(min_length=10, description="(c) The readings of an ambiguous procedure that were tried.")
 
 
 class Predicate(_Strict):
@@ -248,6 +299,11 @@ class Scale(BaseModel):
         description="The claim is not run at this scale, and why (e.g. no offline copy of its dataset exists). "
         "Reports and pytest show it as skipped with this reason; no verdict is claimed.",
     )
+    departures: dict[str, Reason] = Field(
+        default_factory=dict,
+        description="Fields of the source's setting this scale sets otherwise (field -> why): the downsizing, "
+        "declared field by field (the loader refuses an undeclared one).",
+    )
     fragile: str | None = Field(
         None,
         min_length=10,
@@ -304,6 +360,18 @@ class Claim(_Strict):
     expect: Expectation = "reproduced"
     finding: str | None = Field(None, description="Required when expect is not 'reproduced'.")
     tags: tuple[str, ...] = ()
+    setting: str | None = Field(
+        None,
+        description="The source's setting the claim runs in (a [setting.NAME] table); unset: the one setting "
+        "declared for the claim's source and experiment, if any.",
+    )
+    departures: dict[str, Reason] = Field(
+        default_factory=dict,
+        description="Fields of the source's setting the claim sets otherwise at every scale (field -> why).",
+    )
+    adjudication: Adjudication | None = Field(
+        None, description="For a finding (not reproduced or inconclusive): why it is about the source."
+    )
     family: str | None = Field(
         None,
         pattern=ID_PATTERN,

@@ -82,7 +82,7 @@ def _main(
 def list_claims(claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
     """Print every claim: id, source, statement, scales."""
     claim_set = _load(claims)
-    console.print(claims_table(claim_set))
+    console.print(claims_table(claim_set, baseline.read_full()))
     console.print(f"{len(claim_set)} claims from {claims}")
 
 

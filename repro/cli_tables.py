@@ -24,19 +24,23 @@ __all__ = ["claims_table", "diff_table", "plan_table", "resolved_claim", "schema
 _COLOURS = {"reproduced": "green", "not_reproduced": "red", "inconclusive": "yellow", "error": "magenta"}
 
 
-def claims_table(claim_set: ClaimSet) -> Table:
-    """`repro list`: every claim's id, source, statement, expected outcome and seeds."""
+def claims_table(claim_set: ClaimSet, full: baseline.Baseline | None = None) -> Table:
+    """`repro list`: every claim's id, source, statement, expected outcome and seeds.
+
+    A full-scale expectation that no full-scale run of the claim as declared now has measured (``full``,
+    the committed full-scale baseline) is marked "predicted".
+    """
     table = Table(show_lines=False)
     table.add_column("id", no_wrap=True)
     for column in ("source", "statement", "expect", "seeds ci/full"):
         table.add_column(column, overflow="fold")
     for claim in claim_set:
-        if claim.skipped("ci"):
-            expect = f"skipped (ci) / {claim.expect}"
-        elif claim.expected("ci") != claim.expect:
-            expect = f"{claim.expected('ci')} (ci) / {claim.expect}"
+        if claim.skipped("full"):
+            full_expect = "skipped (full)"
         else:
-            expect = claim.expect
+            full_expect = f"{claim.expected('full')} (full, {baseline.full_status(claim, full)})"
+        ci_expect = "skipped" if claim.skipped("ci") else claim.expected("ci")
+        expect = f"{ci_expect} (ci) / {full_expect}"
         seeds = f"{claim.n_seeds('ci')}/{claim.n_seeds('full')}"
         table.add_row(*(escape(cell) for cell in (claim.id, claim.source, claim.statement, expect, seeds)))
     return table

@@ -11,29 +11,31 @@ are in :mod:`repro.load_checks`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from repro import registry
-from repro.claim import SCALES, Claim, Proportion, Source, binomial_min_seeds, is_sign_test, min_seeds
+from repro import settings as setting_checks
+from repro.claim import SCALES, Claim, Proportion, Setting, Source, binomial_min_seeds, is_sign_test, min_seeds
 from repro.errors import ClaimFileError, UnknownClaimError, UnknownExperimentError
 from repro.load_checks import _check_values, _display, _files, _format, _label, _name, _read_toml, _show
 
 __all__ = ["ClaimSet", "load_claims", "resolve_params", "with_default_method"]
 
-_TOP_LEVEL_KEYS = {"claim", "source"}
+_TOP_LEVEL_KEYS = {"claim", "source", "setting"}
 
 
 @dataclass(frozen=True)
 class ClaimSet:
-    """Claims in file order, the sources they cite, and where each claim was declared."""
+    """Claims in file order, the sources they cite, the sources' settings, and where each claim was declared."""
 
     claims: tuple[Claim, ...]
     sources: dict[str, Source]
     files: dict[str, Path]
+    settings: dict[str, Setting] = field(default_factory=dict)
 
     def __iter__(self):
         return iter(self.claims)
@@ -56,6 +58,16 @@ class ClaimSet:
                 raise UnknownClaimError(f"no claim matches '{wanted}' (try `repro list`)")
             chosen.extend(m for m in matches if m not in chosen)
         return chosen
+
+    def setting_of(self, claim: Claim) -> tuple[str, Setting] | None:
+        """The source's setting the claim runs in (validated at load), or None where its source declares none."""
+        name, _ = setting_checks.find(claim, self.settings)
+        return None if name is None else (name, self.settings[name])
+
+    def departures(self, claim: Claim) -> list[setting_checks.Departure]:
+        """The claim's declared departures from its source's setting, by scale (none without a setting)."""
+        found = self.setting_of(claim)
+        return [] if found is None else setting_checks.departures(claim, found[1])
 
     def family(self, claim: Claim) -> str | None:
         """The claim's Holm family: its ``family``, or '<claims file name>.<source>'; None for a control."""
@@ -137,6 +149,8 @@ def load_claims(path: str | Path) -> ClaimSet:
     problems: list[str] = []
     sources: dict[str, Source] = {}
     raw_claims: list[tuple[Path, int, dict[str, Any]]] = []
+    all_settings: dict[str, Setting] = {}
+    setting_files: dict[str, str] = {}
 
     for file in claim_files + source_only:
         where = _display(file)
@@ -171,6 +185,28 @@ def load_claims(path: str | Path) -> ClaimSet:
             if key in sources:
                 problems.append(f"{where}: source '{_name(key)}' is declared twice")
             sources[key] = source
+        table = data.get("setting", {})
+        if not isinstance(table, dict):
+            problems.append(
+                f"{where}: 'setting' must be a table of settings: write [setting.NAME] (got {_show(table)})"
+            )
+            table = {}
+        for key, entry in table.items():
+            if not isinstance(entry, dict):
+                problems.append(f"{where}: setting '{_name(key)}' must be a table: write [setting.{_name(key)}]")
+                continue
+            try:
+                setting = Setting.model_validate(entry)
+            except ValidationError as exc:
+                problems.extend(f"{where}: setting '{_name(key)}': {_format(e)}" for e in exc.errors())
+                continue
+            if key in all_settings:
+                problems.append(f"{where}: setting '{_name(key)}' is declared twice")
+            found = setting_checks.setting_problems(key, setting)
+            problems.extend(f"{where}: setting '{_name(key)}': {p}" for p in found)
+            setting_files[key] = where
+            if not found:
+                all_settings[key] = setting
         if file in claim_files:
             entries = data.get("claim", [])
             if not isinstance(entries, list):
@@ -209,16 +245,44 @@ def load_claims(path: str | Path) -> ClaimSet:
         if not found:
             claim = with_default_method(claim)
             problems.extend(f"{where}: {label}: {p}" for p in _effect_scale(claim))
+            problems.extend(f"{where}: {label}: {p}" for p in _check_setting(claim, all_settings, setting_files))
         claims.append(claim)
         files[claim.id] = file
 
     if problems:
         raise ClaimFileError(problems)
-    claim_set = ClaimSet(claims=tuple(claims), sources=sources, files=files)
+    for key, setting in all_settings.items():
+        if setting.source not in sources:
+            problems.append(
+                f"{setting_files[key]}: setting '{_name(key)}': field 'source': unknown source '{setting.source}'"
+            )
+    if problems:
+        raise ClaimFileError(problems)
+    claim_set = ClaimSet(claims=tuple(claims), sources=sources, files=files, settings=all_settings)
     problems = [f"{files[c.id]}: claim '{c.id}': {p}" for c in claim_set for p in _family_floor(claim_set, c)]
     if problems:
         raise ClaimFileError(problems)
     return claim_set
+
+
+def _check_setting(claim: Claim, all_settings: dict[str, Setting], setting_files: dict[str, str]) -> list[str]:
+    """The claim runs in its source's setting, or declares each field where it does not (repro.settings)."""
+    name, problem = setting_checks.find(claim, all_settings)
+    if problem is not None:
+        if claim.setting in setting_files and claim.setting not in all_settings:
+            return []  # the setting itself is broken, and said so
+        return [problem]
+    if name is None:
+        declared = [f"departures.{f}" for f in claim.departures] + [
+            f"scales.{scale}.departures.{f}" for scale in SCALES for f in claim.scale(scale).departures
+        ]
+        if declared:
+            return [
+                f"field '{declared[0]}': declares a departure, but source '{claim.source}' declares no setting of "
+                f"{claim.experiment} to depart from (add a [setting.NAME] table)"
+            ]
+        return []
+    return setting_checks.problems(claim, name, all_settings[name])
 
 
 def _effect_scale(claim: Claim) -> list[str]:

@@ -225,6 +225,13 @@ class ClaimItem(pytest.Item):
             declared = self.claim.fragile(self.scale)
             if declared:
                 text += f"\n  declared fragile at {self.scale}: {declared}"
+            for departure in self.claim_set.departures(self.claim):
+                if departure.scale == self.scale:
+                    stand_in = " (a stand-in: the verdict is about it)" if departure.substitute else ""
+                    text += (
+                        f"\n  departs:   {departure.field} {departure.claim_value!r}, the source's "
+                        f"{departure.source_value!r}{stand_in}: {departure.why}"
+                    )
             raise ClaimMismatch(text)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> str | TerminalRepr:

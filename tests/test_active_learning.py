@@ -35,7 +35,7 @@ from repro.experiments.stall.experiment import (
     run,
     select_queries,
 )
-from repro.load import load_claims
+from repro.load import load_claims, resolve_params
 from repro.runner import run_claim
 from repro.store import Store
 
@@ -134,6 +134,16 @@ def test_params_defaults_are_the_source():
     p = ActiveLearningParams()
     assert (p.dataset, p.model, p.pretrained, p.initial_pool, p.query_size, p.loops, p.epochs, p.batch, p.lr) == (
         "cifar10", "resnet18", True, 5000, 5000, 10, 20, 128, 1e-3)  # fmt: skip
+    assert p.shuffle is False  # the CIFAR-10 notebook's baseline loader: shuffle=False
+
+
+def test_zero_reads_as_none():
+    """TOML has no null: a [setting] table writes 'all' and 'no resize' as 0."""
+    p = ActiveLearningParams(train_size=0, metric_test_size=0, resize=0)
+    assert (p.train_size, p.metric_test_size, p.resize) == (None, None, None)
+    assert p.model_dump() == ActiveLearningParams().model_dump()
+    with pytest.raises(pydantic.ValidationError):
+        ActiveLearningParams(resize=4)
 
 
 # ---- the experiment on tiny data ---------------------------------------------------------------------------
@@ -161,13 +171,15 @@ def test_as_published_from_pretrained_skips_the_baseline_training(tiny_data):
     assert fresh.metrics["round_labelled"] == continued.metrics["round_labelled"]
 
 
-def test_arms_that_continue_from_the_baseline_restore_it_exactly(tiny_data, monkeypatch):
+@pytest.mark.parametrize("shuffle", [False, True], ids=["cifar10-notebook", "tiny-imagenet-notebook"])
+def test_arms_that_continue_from_the_baseline_restore_it_exactly(tiny_data, monkeypatch, shuffle):
     """The as-published baseline is trained once per process and seed: the arms after the first restore
     its state and get what they get when they train it themselves (two arms restore the same state, so
-    the first one's training must not change what the second restores)."""
+    the first one's training must not change what the second restores). A shuffled baseline (the Tiny
+    ImageNet notebook's loader) draws batch orders, so the generator's state is restored with it."""
 
     class Never(active_learning._BaselineCache):
-        def restore(self, key, trainer) -> bool:
+        def restore(self, key, trainer, order) -> bool:
             return False
 
     class Counted(active_learning._BaselineCache):
@@ -175,14 +187,14 @@ def test_arms_that_continue_from_the_baseline_restore_it_exactly(tiny_data, monk
             super().__init__()
             self.restored: list[bool] = []
 
-        def restore(self, key, trainer) -> bool:
-            self.restored.append(super().restore(key, trainer))
+        def restore(self, key, trainer, order) -> bool:
+            self.restored.append(super().restore(key, trainer, order))
             return self.restored[-1]
 
     def arms(cache) -> dict:
         monkeypatch.setattr(active_learning, "_BASELINES", cache)
         runs = {
-            s: run(ActiveLearningParams(**TINY, strategy=s), [3, 4], "cpu")
+            s: run(ActiveLearningParams(**TINY, strategy=s, shuffle=shuffle), [3, 4], "cpu")
             for s in ("baseline", "least_confidence", "random")
         }
         return {s: [(r.metrics, {k: v.tolist() for k, v in r.arrays.items()}) for r in rs] for s, rs in runs.items()}
@@ -191,6 +203,46 @@ def test_arms_that_continue_from_the_baseline_restore_it_exactly(tiny_data, monk
     assert arms(cache) == arms(Never())
     assert cache.restored == [False, False, True, True, True, True]  # the baseline arm trains; the four others restore
     assert len(cache.entries) == 2 and all(len(k) == 4 for k in cache.entries)  # seed, device, data, params
+
+
+def _baseline_orders(monkeypatch) -> list[bool]:
+    """Record the shuffle flag of every training call that runs over the whole train split (the baseline)."""
+    calls: list[bool] = []
+    original = active_learning._Trainer.train
+
+    def train(self, pool, passes, shuffle, generator) -> None:
+        if len(pool) == len(self.data.train_y):
+            calls.append(shuffle)
+        original(self, pool, passes, shuffle, generator)
+
+    monkeypatch.setattr(active_learning._Trainer, "train", train)
+    monkeypatch.setattr(active_learning, "_BASELINES", active_learning._BaselineCache())
+    return calls
+
+
+def test_tiny_imagenet_as_published_baseline_trains_shuffled(tiny_data, monkeypatch):
+    """The source's Tiny ImageNet notebook trains with DataLoader(train_dataset, batch_size=128, shuffle=True)
+    on a train split read class by class; only its CIFAR-10 notebook's baseline is unshuffled (SOURCES.md 10).
+    Every as-published claim on Tiny ImageNet must run the shuffled loader at full scale, and the experiment
+    must train its baseline shuffled when told; the CIFAR-10 claims keep the notebook's unshuffled baseline."""
+    arms: dict[str, ActiveLearningParams] = {}
+    for claim in load_claims(CLAIMS / "stall.toml"):
+        for arm in claim.arm_names():
+            params = resolve_params(claim, "full", arm)
+            assert isinstance(params, ActiveLearningParams)
+            if params.protocol == "as_published":
+                arms.setdefault(params.model_dump_json(), params)
+    seen = {"tiny_imagenet": 0, "cifar10": 0}
+    for params in arms.values():
+        seen[params.dataset] += 1
+        assert params.shuffle is (params.dataset == "tiny_imagenet"), params
+        # the same params, downsized to the tiny Fashion-MNIST set the fixture substitutes for the data
+        small = params.model_dump() | {k: v for k, v in TINY.items() if k != "dataset"} | {"resize": None}
+        calls = _baseline_orders(monkeypatch)
+        run(ActiveLearningParams.model_validate(small), [3], "cpu")
+        trains_baseline = params.strategy == "baseline" or params.al_start == "baseline"
+        assert calls == ([params.shuffle] if trains_baseline else []), (params, calls)
+    assert seen["tiny_imagenet"] >= 2 and seen["cifar10"] >= 2, seen
 
 
 def test_clean_protocol_gives_every_arm_the_baseline_passes(tiny_data):
@@ -326,6 +378,25 @@ def test_figures_draw_from_a_run(tmp_path, tiny_data):
     for name, function in active_learning_plots.FIGURES.items():
         figure = function(claim, done)
         assert isinstance(figure, Figure), name
+
+
+def test_evaluation_runs_in_float32_without_autocast(tiny_data, monkeypatch):
+    """The source's query, accuracy and feature cells run in float32 (no autocast); only training steps use it."""
+    import repro.experiments.stall.experiment as AL
+
+    params = ActiveLearningParams(**TINY, strategy="least_confidence")
+    data = AL._prepare(tiny_data, params, torch.device("cpu"))
+    trainer = AL._Trainer(AL.build_model(params, data.in_channels, data.set.n_classes, 3), data, params,
+                          torch.device("cpu"))  # fmt: skip
+
+    def refused():
+        raise AssertionError("evaluation entered autocast")
+
+    monkeypatch.setattr(trainer, "autocast", refused)
+    feats = trainer.forward(data.test_x[:20], keep=("logits", "pooled", "flat", "source"))
+    probs = trainer.probabilities(torch.arange(20))
+    assert all(t.dtype == torch.float32 for t in (*feats.values(), probs))
+    assert not probs.requires_grad  # no autograd graph kept per scored chunk
 
 
 def test_candidates_are_scored_chunk_by_chunk_with_the_same_probabilities(tiny_data, monkeypatch):

@@ -164,6 +164,24 @@ def test_preregistration_verdict_must_equal_the_ci_expect(tmp_path):
     assert problem.startswith("demo.control:") and "inconclusive" in problem and "not_reproduced" in problem
 
 
+def test_preregistration_a_fragile_expected_verdict_must_be_declared(tmp_path):
+    claim_set = _claims(tmp_path)
+    committed = _committed(claim_set)
+    fragile = {"seeds": 10, "leave_one_out": 10, "decides": 1, "near": None, "fragile": True}
+    row = committed.rows["demo.control"]
+    committed.rows["demo.control"] = row.model_copy(update={"margin": fragile})
+    (problem,) = baseline.preregistration_problems(claim_set, committed)
+    assert problem.startswith("demo.control: its expected ci verdict is fragile") and "scales.ci.fragile" in problem
+    control = claim_set.get("demo.control")
+    scales = dict(control.scales)
+    scales["ci"] = scales["ci"].model_copy(update={"fragile": "declared: one seed decides, and why"})
+    declared = type(claim_set)(
+        claims=tuple(control.model_copy(update={"scales": scales}) if c.id == "demo.control" else c for c in claim_set),
+        sources=claim_set.sources, files=claim_set.files,
+    )  # fmt: skip
+    assert baseline.preregistration_problems(declared, committed) == []
+
+
 def test_preregistration_every_claim_in_the_baseline_and_no_stale_rows(tmp_path):
     claim_set = _claims(tmp_path)
     committed = _committed(claim_set)

@@ -38,6 +38,7 @@ from repro.experiments.sae.experiment import (
     probe_accuracy,
     run,
 )
+from repro.experiments.sae.models import LAYER_NORM_EPS, DictionaryGroup, layer_norm
 from repro.load import load_claims, resolve_params
 from repro.report.figures import figure_to_data_uri
 from repro.runner import run_claim
@@ -238,6 +239,54 @@ def test_defaults_are_the_sources_full_scale_setting():
     )
     assert params.dictionaries == [Dictionary(kind="l1", latents=256, l1=0.01)]
     assert math.isclose(params.validation_fraction, 1 / 6) and params.layer == 1
+
+
+# ---- the TopK autoencoder (Gao et al. 2024) -------------------------------------------------------------------
+
+
+def _topk_group(W_e, b_e, W_d, b_d, k):
+    return DictionaryGroup(kind="topk", members=[(0, 0)], seed_index=torch.zeros(1, dtype=torch.long),
+                           l1=torch.zeros(1), k=torch.tensor([k]), mse_weight=torch.ones(1),
+                           weights=[w.double()[None].requires_grad_() for w in (W_e, b_e, W_d, b_d)])  # fmt: skip
+
+
+def test_topk_layer_norms_each_input_and_undoes_it_on_the_reconstruction():
+    """By hand, identity encoder and decoder, b_d = (0.5, 0, 0), k = 2, eps = 1e-5.
+
+    x = (0, 3, 6): mean 3, sd 3 (Bessel: sqrt(18 / 2)), normalised (-3, 0, 3) / (3 + eps); minus b_d the
+    pre-activations are (-1 - 0.5, 0, 1) (the 1s scaled by 3 / (3 + eps)); the top two are latents 2 and 1, the
+    ReLU zeroes latent 1: z = (0, 0, c), c = 3 / (3 + eps); x' = ((0, 0, c) + b_d) * 3 + 3 = (4.5, 3, 3 + 3c).
+    x = 10 (0, 3, 6) + 10: the same up to eps (c' = 30 / (30 + eps)), x' = (0.5, 0, c') * 30 + 40.
+    x = (2, 2, 2): sd 0, normalised 0, z = 0, x' = b_d * 0 + 2 = x.
+    """
+    eps = LAYER_NORM_EPS
+    group = _topk_group(torch.eye(3), torch.zeros(3), torch.eye(3), torch.tensor([0.5, 0.0, 0.0]), k=2)
+    x = torch.tensor([[0.0, 3.0, 6.0], [10.0, 40.0, 70.0], [2.0, 2.0, 2.0]], dtype=torch.float64)
+    z, reconstruction = group.forward(x[None])
+    c, c10 = 3 / (3 + eps), 30 / (30 + eps)
+    expected_z = torch.tensor([[0.0, 0.0, c], [0.0, 0.0, c10], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    expected_x = torch.tensor(
+        [[4.5, 3.0, 3 + 3 * c], [55.0, 40.0, 40 + 30 * c10], [2.0, 2.0, 2.0]], dtype=torch.float64
+    )
+    torch.testing.assert_close(z[0], expected_z, rtol=0, atol=1e-12)
+    torch.testing.assert_close(reconstruction[0], expected_x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(group.encode(x[None]), z, rtol=0, atol=0)
+    normed, mean, sd = layer_norm(x)
+    torch.testing.assert_close(sd[:, 0], torch.tensor([3.0, 30.0, 0.0], dtype=torch.float64))  # Bessel's sd
+    torch.testing.assert_close(mean[:, 0], torch.tensor([3.0, 40.0, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(normed[0], torch.tensor([-c, 0.0, c], dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_topk_decoder_rows_are_unit_norm_with_orthogonal_gradients_before_the_step():
+    group = _topk_group(torch.eye(2), torch.zeros(2), torch.tensor([[3.0, 4.0], [0.0, 2.0]]), torch.zeros(2), k=1)
+    group.weights[2].grad = torch.tensor([[[1.0, 1.0], [5.0, 7.0]]], dtype=torch.float64)
+    group.constrain_decoder()
+    torch.testing.assert_close(
+        group.weights[2].detach()[0], torch.tensor([[0.6, 0.8], [0.0, 1.0]], dtype=torch.float64)
+    )
+    # row 0: g - (g . w) w with w = (0.6, 0.8), g . w = 1.4; row 1: the component along (0, 1) removed
+    expected = torch.tensor([[1 - 1.4 * 0.6, 1 - 1.4 * 0.8], [5.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(group.weights[2].grad[0], expected)
 
 
 # ---- the experiment end to end ---------------------------------------------------------------------------

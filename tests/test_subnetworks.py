@@ -80,6 +80,14 @@ def test_cs_keeps_the_weight_that_separates_the_clusters():
     assert M.hard_mask(s_w).flatten().tolist() == [1.0, 0.0]
     ((s_w, _),) = M.train_cs_mask(features, 0, 0, x, 1 - y, generator=torch.Generator().manual_seed(0), **kwargs)
     assert M.hard_mask(s_w).flatten().tolist() == [0.0, 1.0]  # switched labels: cluster B's subnetwork
+    # Savarese et al.'s mask optimizer (Nesterov momentum 0.9) finds the same ticket and moves s further
+    ((s_n, _),) = M.train_cs_mask(features, 0, 0, x, y, generator=torch.Generator().manual_seed(0), momentum=0.9,
+                                  nesterov=True, **kwargs)  # fmt: skip
+    assert M.hard_mask(s_n).flatten().tolist() == [1.0, 0.0]
+    ((s_p, _),) = M.train_cs_mask(features, 0, 0, x, y, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert float(s_n.abs().sum()) > float(s_p.abs().sum())
+    with pytest.raises(ValueError, match="[Nn]esterov"):  # Nesterov without momentum: torch's own refusal
+        M.train_cs_mask(features, 0, 0, x, y, generator=torch.Generator().manual_seed(0), nesterov=True, **kwargs)
 
 
 # ---- baselines ------------------------------------------------------------------------------------------
@@ -163,6 +171,62 @@ def test_receptive_field_of_the_ci_cnn():
     assert M.receptive_field(features, 2, 0, 28) == (0, 4)
 
 
+def test_receptive_box_is_the_sources_for_alexnet_and_the_ci_cnn():
+    """The box the source shrinks each image into: circuit_explorer's receptive_field_for_unit at [6, 6]
+    (HDBScan_Clustering.py lines 169-170): 163 px for features.10, 131 px for features.8 (SOURCES.md 10)."""
+    from torchvision.models import alexnet
+
+    features = alexnet().features
+    assert M.receptive_box(features, 10, 224) == (30, 193)  # 193 - 30 = 163
+    assert M.receptive_box(features, 8, 224) == (46, 177)  # 131
+    assert M.receptive_box(features, 6, 224) == (62, 161)  # receptive_field_for_unit's own docstring example
+    cnn = small_cnn(4).features
+    assert M.receptive_box(cnn, 6, 28) == (1, 24) and M.receptive_box(cnn, 4, 28) == (5, 20)
+    assert M.receptive_box(cnn, 6, 8) == (0, 8)  # a window wider than the image is clipped to it
+
+
+def test_fit_into_box_puts_the_whole_image_in_the_box_on_a_zero_canvas():
+    x = torch.ones(2, 3, 224, 224)
+    x[..., 112:] = 2.0  # left half 1, right half 2: nowhere zero
+    out = M.fit_into_box(x, (30, 193))
+    assert out.shape == x.shape
+    outside = torch.ones(224, 224, dtype=torch.bool)
+    outside[30:193, 30:193] = False
+    assert (out[..., outside] == 0).all()  # a zero canvas around the box
+    box = out[..., 30:193, 30:193]
+    assert (box > 0).all()
+    one, two = torch.ones(()), torch.full((), 2.0)
+    assert torch.allclose(box[..., 0], one) and torch.allclose(box[..., -1], two)  # the image's edges: all of it
+    assert torch.allclose(box[..., :81], one) and torch.allclose(box[..., 82:], two)  # its halves, the box's halves
+    # the source's Resize on a tensor under its torchvision 0.15.1: bilinear, no antialiasing
+    expected = nn.functional.interpolate(x, size=(163, 163), mode="bilinear", align_corners=False, antialias=False)
+    assert torch.equal(box, expected)
+
+
+def test_the_detection_input_is_the_sources_by_default():
+    from PIL import Image
+
+    from repro.experiments.subnetworks.data import IMAGENET_SIDE, imagenet_transform, input_box
+
+    params = SubnetworkParams()
+    assert params.input == "receptive_field"
+    from torchvision.models import alexnet
+
+    box = input_box(params, alexnet().features, IMAGENET_SIDE)
+    assert box == (30, 193)
+    photo = Image.fromarray(np.full((300, 400, 3), 255, dtype=np.uint8))  # white: nowhere the mean colour
+    image = imagenet_transform(params, box)(photo)
+    assert image.shape == (3, 224, 224)
+    inside = torch.zeros(224, 224, dtype=torch.bool)
+    inside[30:193, 30:193] = True
+    assert (image[:, inside] > 0).all() and (image[:, ~inside] == 0).all()
+    plain = SubnetworkParams(input="plain")
+    assert input_box(plain, alexnet().features, IMAGENET_SIDE) is None
+    assert (imagenet_transform(plain, None)(photo) > 0).all()  # the preprocessed image itself
+    ci = SubnetworkParams(model="small_cnn", dataset="fashion_mnist", layer="features.6")
+    assert input_box(ci, small_cnn(4).features, 28) == (1, 24)
+
+
 def test_hdbscan_counts_two_blobs_as_two_and_one_blob_as_fewer():
     rng = np.random.default_rng(0)
     blob = rng.normal(size=(150, 8))
@@ -233,7 +297,12 @@ def test_params_are_validated():
         SubnetworkParams(lr_drops=[150, 130])
     with pytest.raises(pydantic.ValidationError):
         SubnetworkParams(layer="classifier.1")
-    assert SubnetworkParams().layer_index == 10
+    with pytest.raises(pydantic.ValidationError):
+        SubnetworkParams(input="crop")
+    defaults = SubnetworkParams()
+    assert defaults.layer_index == 10
+    # the source's mask optimizer: optim.SGD(mask_params, lr=lr), no momentum, no weight decay
+    assert (defaults.momentum, defaults.nesterov, defaults.weight_decay) == (0.0, False, 0.0)
 
 
 def test_claim_file_loads_with_every_ci_override_valid():

@@ -41,6 +41,8 @@ PHASE: dict[str, MetricKind] = {
     "loss": "skewed",
     "agreement": "fraction",
     "agreement_far_from_boundary": "fraction",
+    "agreement_far_paper_range": "fraction",
+    "agreement_far_paper_range_plurality": "fraction",
     "antipodal_share": "fraction",
     "antipodal_share_sparse": "fraction",
     "antipodal_share_sparse_min": "fraction",

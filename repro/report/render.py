@@ -36,6 +36,7 @@ from repro.judge import ClaimRun, judge_all
 from repro.load import ClaimSet, resolve_params
 from repro.report.cache import FigureCache
 from repro.report.figures import RenderedFigure, observed_figure, render_figures, sequence_figure
+from repro.settings import Departure
 from repro.store import Store, StoredResult
 
 __all__ = ["STATUSES", "build_report", "status_of"]
@@ -130,6 +131,10 @@ class Entry:
     assertion: str
     margin: Margin | None = None
     metrics_digest: str | None = None
+    setting: tuple[str, str] | None = None  # (name, title) of the source's setting the claim runs in
+    departures: list[Departure] = field(default_factory=list)  # from that setting, at this scale
+    setting_departures: dict[str, str] = field(default_factory=dict)  # what the experiment cannot express
+    full_expect: str | None = None  # measured / predicted: the full-scale expectation
     params: list[tuple[str, bool, list[tuple[str, str]]]] = field(default_factory=list)
     provenance: list[tuple[str, str]] = field(default_factory=list)
     figures: list[RenderedFigure] = field(default_factory=list)
@@ -137,6 +142,18 @@ class Entry:
     @property
     def status_label(self) -> str:
         return STATUSES[self.status]
+
+    @property
+    def substitutes(self) -> list[Departure]:
+        """Departures that swap the source's data or model: a verdict on them is about the stand-in."""
+        return [d for d in self.departures if d.substitute]
+
+    @property
+    def full_expect_label(self) -> str | None:
+        """'full scale: not reproduced (predicted)' where the full-scale expectation is not measured."""
+        if self.full_expect is None:
+            return None
+        return f"full scale: expected {self.claim.expected('full').replace('_', ' ')} ({self.full_expect})"
 
     @property
     def source_url(self) -> str | None:
@@ -222,6 +239,21 @@ class Entry:
             "runtime_s": round(self.runtime_s, 3),
             "margin": None if self.margin is None else self.margin.to_json(),
             "metrics_digest": self.metrics_digest,
+            "setting": None if self.setting is None else self.setting[0],
+            "departures": [
+                {
+                    "field": d.field,
+                    "source": d.source_value,
+                    "ours": d.claim_value,
+                    "why": d.why,
+                    "substitute": d.substitute,
+                }
+                for d in self.departures
+            ],  # fmt: skip
+            "full_expect": self.full_expect,
+            "adjudication": None
+            if self.claim.adjudication is None
+            else self.claim.adjudication.model_dump(mode="json"),
         }
 
 
@@ -275,6 +307,14 @@ def _numerics_text(info: Any) -> str:
     return text + (f": {', '.join(parts)}" if parts else "")
 
 
+def _full_expect(run: ClaimRun, full: baseline.Baseline | None) -> str | None:
+    if run.claim.skipped("full"):
+        return None
+    if run.scale == "full":
+        return "measured" if status_of(run) in ("reproduced", "not_reproduced", "inconclusive") else "predicted"
+    return baseline.full_status(run.claim, full)
+
+
 def _params(claim: Claim, run: ClaimRun) -> list[tuple[str, bool, list[tuple[str, str]]]]:
     """(arm, as run?, sorted (name, value) rows) per arm: stored params, else the declared ones."""
     out = []
@@ -286,9 +326,13 @@ def _params(claim: Claim, run: ClaimRun) -> list[tuple[str, bool, list[tuple[str
     return out
 
 
-def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict, cache: FigureCache, margin: Margin | None = None) -> Entry:
+def _entry(
+    run: ClaimRun, claim_set: ClaimSet, memo: dict, cache: FigureCache, margin: Margin | None = None,
+    full: baseline.Baseline | None = None,
+) -> Entry:  # fmt: skip
     claim = run.claim
     status = status_of(run)
+    setting = claim_set.setting_of(claim)
     stored = [r for arm in run.results.values() for r in arm]
     entry = Entry(
         claim=claim,
@@ -307,6 +351,10 @@ def _entry(run: ClaimRun, claim_set: ClaimSet, memo: dict, cache: FigureCache, m
         assertion=describe_assertion(claim),
         margin=margin,
         metrics_digest=run.metrics_digest,
+        setting=None if setting is None else (setting[0], setting[1].title),
+        departures=[d for d in claim_set.departures(claim) if d.scale == run.scale],
+        setting_departures={} if setting is None else dict(setting[1].departures),
+        full_expect=_full_expect(run, full),
         params=_params(claim, run),
         provenance=_provenance(stored),
     )
@@ -377,7 +425,8 @@ def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -
     cache = FigureCache(store)  # figures drawn by earlier reports, by what they were drawn from
     memo: dict = {}  # this page's images, each embedded once, and the figures claims share
     margins = fragility.margins(runs)
-    entries = [_entry(run, claim_set, memo, cache, margins[run.claim.id]) for run in runs]
+    full = baseline.read_full() if scale != "full" else None
+    entries = [_entry(run, claim_set, memo, cache, margins[run.claim.id], full) for run in runs]
     counts = {status: sum(1 for e in entries if e.status == status) for status in STATUSES}
 
     env = _environment()
@@ -402,5 +451,5 @@ def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -
     index = out_dir / "index.html"
     index.write_bytes(html.encode("utf-8"))
     (out_dir / "results.json").write_bytes(_results_json(entries, scale, counts).encode("utf-8"))
-    baseline.write(out_dir / "verdicts.json", baseline.rows(runs, margins), scale)
+    baseline.write(out_dir / "verdicts.json", baseline.rows(runs, margins, full), scale)
     return index

@@ -278,8 +278,7 @@ def _measure(group: DictionaryGroup, net: Classifier, split: _Split, h_train: Te
              clean: dict[str, Tensor], params: SaeParams) -> dict[tuple[int, int], tuple[dict, dict]]:  # fmt: skip
     """(g, j) -> (metrics, arrays) for every reported instance of the group, on the test split."""
     x = h_test[group.seed_index]  # (I, N, d)
-    z = group.encode(x)  # (I, N, L)
-    reconstruction = group.decode(z)
+    z, reconstruction = group.forward(x)  # (I, N, L), (I, N, d)
     logits = net.head(params.layer, reconstruction, group.seed_index)  # the reconstruction spliced in
     residual = (reconstruction - x).square()
     centred = (x - x.mean(1, keepdim=True)).square()

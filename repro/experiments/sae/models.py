@@ -29,6 +29,7 @@ __all__ = [
     "accuracy",
     "cross_entropy",
     "l0",
+    "layer_norm",
     "train_classifier",
     "train_dictionaries",
 ]
@@ -41,12 +42,17 @@ class Dictionary(BaseModel):
     """One sparse autoencoder (a "dictionary") trained on the cached activations.
 
     l1 (the source's): z = ReLU(W_e x + b_e), x' = W_d z + b_d, torch's default Linear init, loss
-    MSE + l1 * mean|z| (mean over inputs and latents). topk (Gao et al. 2024): z = TopK_k(ReLU(W_e
-    (x - b_d) / s + b_e)), x' = s W_d z + b_d, loss MSE; s is fixed, the train activations' RMS
-    deviation per dimension (activations of raw-pixel inputs reach hundreds); decoder rows
-    unit-norm (renormalised after every step); W_e initialised to W_d^T and b_d to the activations'
-    mean; no auxiliary loss for dead latents. Where fewer than k pre-activations are positive, the
-    ReLU leaves fewer than k latents on.
+    MSE + l1 * mean|z| (mean over inputs and latents). topk (Gao et al. 2024; openai/sparse_autoencoder's
+    model.py Autoencoder with TopK and normalize=True, as its TopK checkpoints load, and train.py's
+    init and decoder constraint): each input is layer-normed over its d dimensions, n = (x - m) /
+    (s + 1e-5) with m its mean and s its standard deviation (Bessel's correction); z = ReLU(TopK_k(
+    W_e (n - b_d) + b_e)), x' = (W_d z + b_d) s + m; loss MSE / v, v the train activations' variance
+    (train.py's mse_scale). Init: W_e torch's Linear init U(+-1/sqrt(d)), W_d = W_e^T with unit-norm
+    rows, b_e = b_d = 0. After each backward pass, before the Adam step, the decoder rows are set to
+    unit norm and each row's gradient is projected orthogonal to it. No auxiliary loss for dead
+    latents (train.py's AuxK) and no data-dependent init (train.py's init_from_data_, written for its
+    unnormalised model). Where fewer than k pre-activations are positive, the ReLU leaves fewer
+    than k latents on.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -172,11 +178,23 @@ def train_classifier(params: SaeParams, seeds: Sequence[int], x: Tensor, y: Tens
 # -- the autoencoders: every (seed, dictionary) of one kind and size as one set of tensors ---------------------
 
 
+LAYER_NORM_EPS = 1e-5  # Gao et al.'s model.py LN: (x - mean) / (std + eps)
+
+
+def layer_norm(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Each input over its last dimension: (x - m) / (s + eps), m the mean and s the standard deviation
+    (Bessel's correction) -> (normalised x, m, s), m and s keeping a trailing dimension of 1."""
+    mean = x.mean(-1, keepdim=True)
+    centred = x - mean
+    sd = centred.std(-1, keepdim=True)
+    return centred / (sd + LAYER_NORM_EPS), mean, sd
+
+
 @dataclass
 class DictionaryGroup:
     """Autoencoders of one kind and size, instance i trained on seed ``seed_index[i]``'s activations.
 
-    weights: W_e (I, d, L), b_e (I, L), W_d (I, L, d), b_d (I, d).
+    weights: W_e (I, d, L), b_e (I, L), W_d (I, L, d), b_d (I, d); for topk, b_d lives in the layer-normed space.
     """
 
     kind: str
@@ -184,61 +202,65 @@ class DictionaryGroup:
     seed_index: Tensor  # (I,) long
     l1: Tensor  # (I,) penalty coefficients (0 for topk)
     k: Tensor  # (I,) long, latents kept per input (topk only)
-    scale: Tensor  # (I,) topk: root mean square deviation of a dimension of the seed's train activations
+    mse_weight: Tensor  # (I,) topk: 1 / the variance of the seed's train activations (l1: unused)
     weights: list[Tensor]
+
+    def forward(self, x: Tensor, rows: slice = slice(None)) -> tuple[Tensor, Tensor]:
+        """x (I', B, d) -> codes (I', B, L) and reconstructions (I', B, d) for instances ``rows``."""
+        W_e, b_e, W_d, b_d = (w[rows] for w in self.weights)
+        if self.kind == "l1":
+            z = torch.relu(torch.bmm(x, W_e) + b_e[:, None])
+            return z, torch.bmm(z, W_d) + b_d[:, None]
+        normed, mean, sd = layer_norm(x)
+        pre = torch.bmm(normed - b_d[:, None], W_e) + b_e[:, None]  # (I', B, L)
+        k = self.k[rows]
+        values, index = pre.topk(int(k.max()), dim=-1)  # (I', B, k_max), largest first
+        keep = torch.arange(values.shape[-1], device=x.device) < k[:, None, None]  # each instance its own k
+        z = torch.zeros_like(pre).scatter(-1, index, torch.relu(values) * keep)
+        return z, (torch.bmm(z, W_d) + b_d[:, None]) * sd + mean
 
     def encode(self, x: Tensor, rows: slice = slice(None)) -> Tensor:
         """x (I', B, d) -> codes (I', B, L) for instances ``rows``."""
-        W_e, b_e, _, b_d = (w[rows] for w in self.weights)
-        if self.kind == "l1":
-            return torch.relu(torch.bmm(x, W_e) + b_e[:, None])
-        x = (x - b_d[:, None]) / self.scale[rows, None, None]  # about unit RMS per dimension
-        pre = torch.relu(torch.bmm(x, W_e) + b_e[:, None])  # (I', B, L)
-        k = self.k[rows]
-        values, index = pre.topk(int(k.max()), dim=-1)  # (I', B, k_max)
-        keep = torch.arange(values.shape[-1], device=x.device) < k[:, None, None]  # each instance its own k
-        return torch.zeros_like(pre).scatter(-1, index, values * keep)
+        return self.forward(x, rows)[0]
 
-    def decode(self, z: Tensor, rows: slice = slice(None)) -> Tensor:
-        _, _, W_d, b_d = (w[rows] for w in self.weights)
-        if self.kind == "l1":
-            return torch.bmm(z, W_d) + b_d[:, None]
-        return torch.bmm(z, W_d) * self.scale[rows, None, None] + b_d[:, None]
-
-    def normalise_decoder(self) -> None:
+    def constrain_decoder(self) -> None:
+        """topk, between the backward pass and the step: unit-norm decoder rows, gradients orthogonal to them."""
         if self.kind == "topk":
             with torch.no_grad():
-                self.weights[2].div_(self.weights[2].norm(dim=-1, keepdim=True).clamp_min(1e-12))
+                W_d = self.weights[2]
+                W_d.div_(W_d.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+                assert W_d.grad is not None
+                W_d.grad.sub_((W_d.grad * W_d).sum(-1, keepdim=True) * W_d)
 
 
-def _init_instance(spec: Dictionary, seed: int, mean: Tensor) -> list[Tensor]:
+def _init_instance(spec: Dictionary, seed: int, d: int) -> list[Tensor]:
     """One autoencoder's weights from its own stream (seed, dictionary seed): independent of its company."""
     g = torch.Generator().manual_seed(stream(seed, _SAE_INIT, spec.seed))
-    d, L = mean.shape[0], spec.latents
+    L = spec.latents
     if spec.kind == "l1":  # torch's nn.Linear init, as the source's nn.Linear encoder and decoder
         return [_uniform(g, (d, L), d**-0.5), _uniform(g, (L,), d**-0.5), _uniform(g, (L, d), L**-0.5),
                 _uniform(g, (d,), L**-0.5)]  # fmt: skip
-    W_d = torch.randn((L, d), generator=g)
-    W_d /= W_d.norm(dim=-1, keepdim=True)
-    return [W_d.T.clone(), torch.zeros(L), W_d, mean.cpu().float()]
+    encoder = _uniform(g, (L, d), d**-0.5)  # nn.Linear(d, L, bias=False)'s weight; the decoder is tied to it
+    return [encoder.T.clone(), torch.zeros(L), encoder / encoder.norm(dim=-1, keepdim=True), torch.zeros(d)]
 
 
-def _build_groups(instances: list[tuple[int, int, Dictionary, int]], seeds: Sequence[int], means: Tensor,
-                  scales: Tensor) -> list[DictionaryGroup]:  # fmt: skip
-    """Instances (g, j, dictionary, k) grouped by (kind, latents); train activations' means (G, d), scales (G,)."""
+def _build_groups(instances: list[tuple[int, int, Dictionary, int]], seeds: Sequence[int],
+                  variances: Tensor, d: int) -> list[DictionaryGroup]:  # fmt: skip
+    """Instances (g, j, dictionary, k) grouped by (kind, latents); train activations' variances (G,) of width d."""
     by_shape: dict[tuple[str, int], list[tuple[int, int, Dictionary, int]]] = {}
     for instance in instances:
         by_shape.setdefault((instance[2].kind, instance[2].latents), []).append(instance)
-    device = means.device
+    device = variances.device
     groups = []
     for (kind, _), members in by_shape.items():
-        per_instance = [_init_instance(spec, seeds[g], means[g]) for g, _, spec, _ in members]
+        per_instance = [_init_instance(spec, seeds[g], d) for g, _, spec, _ in members]
         weights = [torch.stack(ts).to(device).requires_grad_() for ts in zip(*per_instance, strict=True)]
         groups.append(DictionaryGroup(
             kind=kind, members=[(g, j) for g, j, _, _ in members],
             seed_index=torch.tensor([g for g, _, _, _ in members], device=device),
             l1=torch.tensor([spec.l1 if kind == "l1" else 0.0 for _, _, spec, _ in members], device=device),
-            k=torch.tensor([k for _, _, _, k in members], device=device), scale=scales[[g for g, *_ in members]],
+            k=torch.tensor([k for _, _, _, k in members], device=device),
+            mse_weight=1 / variances[[g for g, *_ in members]].clamp_min(1e-12),
             weights=weights,
         ))  # fmt: skip
     return groups
@@ -256,20 +278,21 @@ def _train_groups(groups: list[DictionaryGroup], acts: Tensor, seeds: Sequence[i
             x_seed = acts[rows, perm[:, start : start + params.sae_batch]]  # (G, B, d)
             for group, optimizer in zip(groups, optimizers, strict=True):
                 x = x_seed[group.seed_index]  # (I, B, d)
-                z = group.encode(x)
-                mse = (group.decode(z) - x).square().mean((1, 2))  # (I,) the source's nn.MSELoss
+                z, reconstruction = group.forward(x)
+                mse = (reconstruction - x).square().mean((1, 2))  # (I,) the source's nn.MSELoss
+                if group.kind == "topk":
+                    mse = mse * group.mse_weight  # train.py's mse_scale
                 loss = (mse + group.l1 * z.abs().mean((1, 2))).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                group.constrain_decoder()
                 optimizer.step()
-                group.normalise_decoder()
 
 
 def train_dictionaries(params: SaeParams, seeds: Sequence[int], acts: Tensor) -> list[DictionaryGroup]:
     """Every dictionary for every seed on acts (G, N, d); matched-L0 TopK after its L1 references."""
     G, specs = acts.shape[0], params.dictionaries
-    means = acts.mean(1)  # (G, d)
-    scales = (acts - means[:, None]).square().mean((1, 2)).sqrt()  # (G,)
+    variances = (acts - acts.mean(1, keepdim=True)).square().mean((1, 2))  # (G,) train.py's 1 / mse_scale
     references: dict[tuple[int, float | None, int], int] = {}  # (latents, l1, seed) -> dictionary index (< 0: hidden)
     hidden: list[Dictionary] = []
     for spec in specs:
@@ -281,7 +304,7 @@ def train_dictionaries(params: SaeParams, seeds: Sequence[int], acts: Tensor) ->
         references[key] = found[0] if found else -len(hidden)
     first = [(g, j, s, s.k or 0) for g in range(G) for j, s in enumerate(specs) if s.match_l1 is None]
     first += [(g, -1 - r, s, 0) for g in range(G) for r, s in enumerate(hidden)]
-    groups = _build_groups(first, seeds, means, scales)
+    groups = _build_groups(first, seeds, variances, acts.shape[-1])
     _train_groups(groups, acts, seeds, params)
     matched = [(g, j, s) for g in range(G) for j, s in enumerate(specs) if s.match_l1 is not None]
     if matched:
@@ -294,7 +317,7 @@ def train_dictionaries(params: SaeParams, seeds: Sequence[int], acts: Tensor) ->
 
             second = [(g, j, s, min(s.latents, max(1, train_l0(g, references[(s.latents, s.match_l1, s.seed)]))))
                       for g, j, s in matched]  # fmt: skip
-        later = _build_groups(second, seeds, means, scales)
+        later = _build_groups(second, seeds, variances, acts.shape[-1])
         _train_groups(later, acts, seeds, params)
         groups += later
     for group in groups:

@@ -7,7 +7,8 @@ same initial labelled pool (paired).
 Protocols (SOURCES.md section 1.2):
 
 - ``as_published``, the source's code: the model is first trained as the baseline on the whole
-  train split (``epochs`` epochs, the same unshuffled order every epoch); ``baseline`` stops there.
+  train split (``epochs`` epochs; ``shuffle``: the CIFAR-10 notebook's loader keeps the same file
+  order every epoch, the Tiny ImageNet notebook's shuffles); ``baseline`` stops there.
   ``least_confidence`` and ``random`` then keep that model and its Adam state and run ``loops``
   rounds: train ``epochs`` epochs (shuffled) on the cumulative labelled pool (``initial_pool``
   random images, then ``query_size`` more per round), then add the ``query_size`` unlabelled images
@@ -31,8 +32,10 @@ measured on ``metric_test_size`` test images (the first of each class in file or
 pool ends as the whole train split, as in the source, the later queries only take what is left.
 
 Speed: the whole dataset stays on the device as one uint8 tensor; batches are tensor indices,
-normalised (and resized, for Tiny ImageNet) on the device; channels_last; autocast (bf16 or fp16 with
-a GradScaler) on CUDA only. Randomness per seed: torch Generators and numpy SeedSequence streams.
+normalised (and resized, for Tiny ImageNet) on the device; channels_last; the training steps under
+autocast (bf16 or fp16 with a GradScaler) on CUDA only. Evaluation (test accuracy, the query's
+softmax, the features) runs in float32 on every device, as the source's evaluation cells do (no
+autocast there). Randomness per seed: torch Generators and numpy SeedSequence streams.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import Tensor
 from torch.utils._pytree import tree_leaves, tree_map_only
 
@@ -95,17 +98,41 @@ class ActiveLearningParams(BaseModel):
         "Adam state (the notebook's code), or start from the initial (pretrained) weights, as the notebook's "
         "stored output suggests was executed (SOURCES 1.2). The clean protocol always starts fresh.",
     )
-    train_size: int | None = Field(None, ge=10, description="The first train_size/classes of each class; None: all.")
-    metric_test_size: int | None = Field(None, ge=10, description="Test images the feature metrics use; all if None.")
+    train_size: int | None = Field(
+        None, ge=10, description="The first train_size/classes of each class; None (or 0, as a setting writes it): all."
+    )
+    metric_test_size: int | None = Field(
+        None, ge=10, description="Test images the feature metrics use; None (or 0, as a setting writes it): all."
+    )
     initial_pool: int = Field(5000, ge=1)
     query_size: int = Field(5000, ge=1)
     loops: int = Field(10, ge=1, le=1000, description="Training rounds; a query follows every round but the last.")
     epochs: int = Field(20, ge=1, le=1000, description="Epochs of the baseline and of each as_published round.")
     batch: int = Field(128, ge=1, le=65_536)
+    shuffle: bool = Field(
+        False,
+        description="as_published: whether the baseline's training loader shuffles every epoch. False is the CIFAR-10 "
+        "notebook's DataLoader(train_dataset, batch_size=128, shuffle=False): the same file order every epoch; True "
+        "is the Tiny ImageNet notebook's DataLoader(train_dataset, batch_size=128, shuffle=True), which each Tiny "
+        "ImageNet claim states (its train split is loaded class by class: unshuffled, every epoch would run through "
+        "200 contiguous class blocks). The active-learning rounds always shuffle (the notebook's subset loaders), and "
+        "so does every arm of the clean protocol.",
+    )
     lr: float = Field(1e-3, gt=0.0, le=10.0, description="Adam learning rate.")
-    resize: int | None = Field(None, ge=8, le=1024, description="Resize inputs on the device (Tiny ImageNet: 224).")
-    amp: Literal["off", "bf16", "fp16"] = Field("fp16", description="Autocast dtype on CUDA (fp16: GradScaler).")
+    resize: int | None = Field(
+        None, ge=8, le=1024,
+        description="Resize inputs on the device (Tiny ImageNet: 224); None (or 0, as a setting writes it): no resize.",
+    )  # fmt: skip
+    amp: Literal["off", "bf16", "fp16"] = Field(
+        "fp16", description="Autocast dtype of the training steps on CUDA (fp16: GradScaler); evaluation is float32."
+    )
     tsne_max_iter: int = Field(1000, ge=250, le=10_000, description="TSNE max_iter (the source: the default, 1000).")
+
+    @field_validator("train_size", "metric_test_size", "resize", mode="before")
+    @classmethod
+    def _zero_is_none(cls, value: Any) -> Any:
+        """0 reads as None ("all", "no resize"): TOML has no null, so a [setting] table writes None as 0."""
+        return None if isinstance(value, int) and not isinstance(value, bool) and value == 0 else value
 
     @model_validator(mode="after")
     def _consistent(self) -> ActiveLearningParams:
@@ -264,34 +291,34 @@ class _Trainer:
         out: dict[str, list[Tensor]] = {name: [] for name in keep}
         layer = cast("BasicBlock", self.model.layer4[-1])  # torchvision's block, in SmallCNN too
         step = self.data.eval_batch
-        for start in range(0, len(images), step):
-            with self.autocast():
-                fmap = trunk(self.model, self.data.inputs(images[start : start + step]))
-                pooled = torch.flatten(self.model.avgpool(fmap), 1)
-                if "logits" in out:
-                    out["logits"].append(self.model.fc(pooled).float())
-                if "pooled" in out:
-                    out["pooled"].append(pooled.float())
-                if "flat" in out:
-                    out["flat"].append(torch.flatten(fmap, 1).float())
-                if "source" in out:  # the source's nn.Sequential(*children[:-2], layer4[1], layer4[1].conv2)
-                    out["source"].append(torch.flatten(layer.conv2(layer(fmap)), 1).float())
+        for start in range(0, len(images), step):  # float32, no autocast: the source's extraction cells
+            fmap = trunk(self.model, self.data.inputs(images[start : start + step]))
+            pooled = torch.flatten(self.model.avgpool(fmap), 1)
+            if "logits" in out:
+                out["logits"].append(self.model.fc(pooled))
+            if "pooled" in out:
+                out["pooled"].append(pooled)
+            if "flat" in out:
+                out["flat"].append(torch.flatten(fmap, 1))
+            if "source" in out:  # the source's nn.Sequential(*children[:-2], layer4[1], layer4[1].conv2)
+                out["source"].append(torch.flatten(layer.conv2(layer(fmap)), 1))
         return {k: torch.cat(v) for k, v in out.items() if v}
 
+    @torch.no_grad()
     def probabilities(self, index: Tensor) -> Tensor:
         """Softmax of the train images ``index``, chunk by chunk: only (N, classes) is ever kept.
 
         Scoring ~90k Tiny ImageNet candidates through :meth:`forward` would gather their images and
         their 25,088-d layer4 maps at once (~9 GB); here each chunk's images are gathered, scored and
-        dropped.
+        dropped. Float32, no autocast, as the source's query cell: half-precision logits would tie
+        candidates the source's ranking tells apart.
         """
         self.model.eval()
         out = []
         step = self.data.eval_batch
         for start in range(0, len(index), step):
-            with self.autocast():
-                images = self.data.inputs(self.data.train_x[index[start : start + step]])
-                out.append(self.model(images).float().softmax(1))
+            images = self.data.inputs(self.data.train_x[index[start : start + step]])
+            out.append(self.model(images).softmax(1))
         return torch.cat(out) if out else torch.zeros(0, self.data.set.n_classes, device=index.device)
 
 
@@ -346,6 +373,7 @@ class _Kept:
     optimizer: dict[str, Any]
     scaler: dict[str, Any] | None
     passes: int
+    order: Tensor  # the batch-order generator's state after the baseline (a shuffled baseline draws from it)
 
     @functools.cached_property
     def nbytes(self) -> int:
@@ -355,13 +383,16 @@ class _Kept:
 
 
 class _BaselineCache:
-    """The as-published baseline's trained state (network, Adam, GradScaler, passes) per seed and setting.
+    """The as-published baseline's trained state (network, Adam, GradScaler, passes, batch order) per seed
+    and setting.
 
     The baseline arm and the active-learning and random arms that continue from it train the same
-    baseline from the same seed (unshuffled, so no random stream is drawn): kept per process, the
-    arms computed after the first restore it instead of training it again (on the ci scale 1.4 s of
-    a seed's 19, on the full scale two of three 20-epoch trainings). Restoring is exact: the state
-    dicts are copies of the tensors the training left. Held on the host, oldest dropped first
+    baseline from the same seed: kept per process, the arms computed after the first restore it
+    instead of training it again (on the ci scale 1.4 s of a seed's 19, on the full scale two of
+    three 20-epoch trainings). Restoring is exact: the state dicts are copies of the tensors the
+    training left, and the batch-order generator is put back where the baseline left it (an
+    unshuffled baseline draws nothing from it; a shuffled one, Tiny ImageNet's, draws one
+    permutation an epoch, and the rounds after it draw on). Held on the host, oldest dropped first
     beyond ``max_bytes`` (a ResNet-18 with Adam's moments is about 135 MB).
     """
 
@@ -369,18 +400,18 @@ class _BaselineCache:
         self.max_bytes = max_bytes
         self.entries: dict[tuple, _Kept] = {}
 
-    def keep(self, key: tuple | None, trainer: _Trainer) -> None:
+    def keep(self, key: tuple | None, trainer: _Trainer, order: torch.Generator) -> None:
         if key is None:
             return
         scaler = None if trainer.scaler is None else trainer.scaler.state_dict()
         kept = _Kept(_to_host(trainer.model.state_dict()), _to_host(trainer.optimizer.state_dict()), scaler,
-                     trainer.passes)  # fmt: skip
+                     trainer.passes, order.get_state())  # fmt: skip
         self.entries.pop(key, None)
         self.entries[key] = kept
         while sum(k.nbytes for k in self.entries.values()) > self.max_bytes and len(self.entries) > 1:
             self.entries.pop(next(iter(self.entries)))
 
-    def restore(self, key: tuple | None, trainer: _Trainer) -> bool:
+    def restore(self, key: tuple | None, trainer: _Trainer, order: torch.Generator) -> bool:
         kept = None if key is None else self.entries.get(key)
         if kept is None:
             return False
@@ -391,6 +422,7 @@ class _BaselineCache:
         if trainer.scaler is not None and kept.scaler is not None:
             trainer.scaler.load_state_dict(kept.scaler)
         trainer.passes = kept.passes
+        order.set_state(kept.order)
         return True
 
 
@@ -415,11 +447,11 @@ def _one_seed(params: ActiveLearningParams, data: _Data, seed: int, device: torc
     rounds: list[dict[str, float]] = []
     queried = np.zeros((max(params.loops - 1, 0), n_classes), dtype=np.int32)
     if params.strategy == "baseline" or (params.protocol == "as_published" and params.al_start == "baseline"):
-        shuffle = params.protocol == "clean"  # the source's baseline loader: shuffle=False
-        key = None if shuffle else _baseline_key(params, data, seed, device)  # unshuffled: draws nothing from order
-        if not _BASELINES.restore(key, trainer):
-            trainer.train(everything, n * params.epochs, shuffle, order)
-            _BASELINES.keep(key, trainer)
+        clean = params.protocol == "clean"  # clean: only the baseline arm trains it, so nothing to keep
+        key = None if clean else _baseline_key(params, data, seed, device)
+        if not _BASELINES.restore(key, trainer, order):
+            trainer.train(everything, n * params.epochs, clean or params.shuffle, order)
+            _BASELINES.keep(key, trainer, order)
         labelled = everything
     if params.strategy == "baseline":
         rounds.append({"round_labelled": float(n), **_round_metrics(trainer, data)})

@@ -1,14 +1,19 @@
 """Data and networks of ``subnetworks.split``: the ImageNet folder and AlexNet weights of the full
 scale, the small CNN the ci scale trains on Fashion-MNIST, and the detection pool (every image's
 centre activations at the studied layers) that :mod:`repro.experiments.subnetworks.experiment` splits.
+
+The input is the source's (``input = "receptive_field"``, the default): every image, after the usual
+preprocessing, is shrunk whole into the receptive-field box of the studied layer's centre unit on a
+zero canvas (``Dataset_Utils.py``, ``recep_resize``), for detection and mask training alike; the ci CNN
+is trained on the plain images, as AlexNet was. ``input = "plain"`` feeds the preprocessed image itself.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -26,9 +31,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ALEXNET_FILE",
     "CNN_STREAM",
+    "IMAGENET_SIDE",
     "SPLIT_STREAM",
+    "FitIntoBox",
     "Pool",
     "imagenet_folder",
+    "imagenet_transform",
+    "input_box",
     "load_alexnet",
     "pools",
     "small_cnn",
@@ -37,6 +46,7 @@ __all__ = [
 CNN_STREAM, SPLIT_STREAM = 0, 1  # random streams of a replicate seed (subnetworks.py uses 2 and 3)
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's IMAGENET1K_V1 weights file
 SPARSE_ALEXNET_FILE = "alexnet_sparse_statedict.pt"  # circuit_explorer's name for Hamblin's sparse AlexNet
+IMAGENET_SIDE = 224  # the source's CenterCrop and canvas (Dataset_Utils.py line 72, img_size=224)
 
 
 # -- data and models -------------------------------------------------------------------------------------------
@@ -191,16 +201,18 @@ def _trained_cnn(dataset: str, channels: int, epochs: int, n_train: int, seed: i
 
 class Pool:
     """The detection pool of one seed: the frozen features, the images (a tensor, or a lazy ImageFolder)
-    with their labels, and the sample of them scanned."""
+    with their labels, and the sample of them scanned. ``box``: the receptive-field box every image was
+    shrunk into (``input = "receptive_field"``), or None (the plain image)."""
 
     def __init__(self, params: SubnetworkParams, features: nn.Sequential, images: Tensor | None,
                  dataset: torch.utils.data.Dataset[tuple[Tensor, int]] | None, labels: Tensor, seed: int,
-                 device: torch.device) -> None:  # fmt: skip
+                 device: torch.device, box: tuple[int, int] | None = None) -> None:  # fmt: skip
         self.params, self.features, self.x, self.dataset, self.device = params, features, images, dataset, device
+        self.box = box
         per_seed = params.model == "small_cnn" or params.n_images is not None
         self.cache_key = (params.model, params.weights, params.dataset, params.imagenet_split, params.cnn_channels,
                           params.cnn_epochs, params.cnn_train_images, params.n_images, seed if per_seed else None,
-                          str(device))  # fmt: skip
+                          str(device), params.input, box)  # fmt: skip
         self.index = np.arange(len(labels))
         if params.n_images is not None and params.n_images < len(labels):
             rng = np.random.default_rng(stream(seed, SPLIT_STREAM))
@@ -270,9 +282,51 @@ def _centres(features: nn.Sequential, batches: Iterator[Tensor], layers: list[in
     return {i: torch.cat(v) for i, v in out.items()}
 
 
+class FitIntoBox:
+    """The last step of the source's ImageNet preprocessing: the (C, H, W) tensor shrunk whole into the box
+    on a zero canvas (:func:`methods.fit_into_box`); a class, so that DataLoader workers can pickle it."""
+
+    def __init__(self, box: tuple[int, int]) -> None:
+        self.box = box
+
+    def __call__(self, image: Tensor) -> Tensor:
+        return M.fit_into_box(image.unsqueeze(0), self.box)[0]
+
+
+def imagenet_transform(params: SubnetworkParams, box: tuple[int, int] | None) -> Callable[[Any], Tensor]:
+    """The source's preprocessing of one ImageNet image (``HDBScan_Clustering.py`` lines 153-160): Resize 256,
+    CenterCrop 224, ToTensor, ImageNet mean / std; then, with a box, ``recep_resize`` (``Dataset_Utils.py``
+    lines 88-95)."""
+    from torchvision import transforms
+
+    steps: list[Callable[[Any], Any]] = [transforms.Resize(256), transforms.CenterCrop(IMAGENET_SIDE),
+                                         transforms.ToTensor(), transforms.Normalize(_MEAN, _STD)]  # fmt: skip
+    if box is not None:
+        steps.append(FitIntoBox(box))
+    return transforms.Compose(steps)
+
+
+def input_box(params: SubnetworkParams, features: nn.Sequential, side: int) -> tuple[int, int] | None:
+    """The box every image is shrunk into: the receptive field of the layer's centre unit (the source's
+    input), or None for ``input = "plain"``."""
+    if params.input == "plain":
+        return None
+    return M.receptive_box(features, params.layer_index, side)
+
+
+@functools.lru_cache(maxsize=4)
+def _fitted(dataset: str, box: tuple[int, int]) -> Tensor:
+    """The small dataset's test images, each shrunk into the box (per process: claims on one layer share it)."""
+    return M.fit_into_box(_small_data(dataset)[2], box)
+
+
 def pools(params: SubnetworkParams, seeds: Sequence[int], device: torch.device) -> Iterator[tuple[int, Pool]]:
     if params.model == "small_cnn":
         _, _, x, labels = _small_data(params.dataset)
+        # the ci CNN is trained on the plain images, as AlexNet was; detection and masks see the box input
+        box = input_box(params, cast(nn.Sequential, small_cnn(params.cnn_channels).features), x.shape[-1])
+        if box is not None:
+            x = _fitted(params.dataset, box)
         for seed in seeds:
             net = small_cnn(params.cnn_channels)
             net.load_state_dict(_trained_cnn(params.dataset, params.cnn_channels, params.cnn_epochs,
@@ -280,15 +334,15 @@ def pools(params: SubnetworkParams, seeds: Sequence[int], device: torch.device) 
             features = cast(nn.Sequential, net.features)
             yield (
                 seed,
-                Pool(params, features.to(device).eval().requires_grad_(False), x, None, labels, seed, device),
+                Pool(params, features.to(device).eval().requires_grad_(False), x, None, labels, seed, device, box),
             )
         return
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
-    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-                             transforms.Normalize(_MEAN, _STD)])  # fmt: skip
-    dataset = datasets.ImageFolder(str(imagenet_folder(params.imagenet_split)), transform=tf)
     features = cast(nn.Sequential, load_alexnet(params.weights, sparse=params.model == "alexnet_sparse").features)
     features = features.to(device).eval().requires_grad_(False)
+    box = input_box(params, features, IMAGENET_SIDE)
+    tf = imagenet_transform(params, box)
+    dataset = datasets.ImageFolder(str(imagenet_folder(params.imagenet_split)), transform=tf)
     for seed in seeds:
-        yield seed, Pool(params, features, None, dataset, torch.as_tensor(dataset.targets), seed, device)
+        yield seed, Pool(params, features, None, dataset, torch.as_tensor(dataset.targets), seed, device, box)

@@ -2,10 +2,11 @@
 
 Per replicate seed (SOURCES.md sections 2 and 7; the methods are in :mod:`subnetworks_methods`):
 
-1. Detection. Every image of the detection pool goes through the net; for each studied unit of
-   ``layer`` the ``top_k`` images by its centre activation are kept, and HDBSCAN
-   (``min_cluster_size``) clusters the vectors of *all* the layer's units' centre activations on
-   those images. Two or more clusters (noise excluded) mark the unit polysemantic.
+1. Detection. Every image of the detection pool (by default the source's input: the whole image
+   shrunk into the receptive-field box of the layer's centre unit, :mod:`subnetworks.data`) goes
+   through the net; for each studied unit of ``layer`` the ``top_k`` images by its centre activation
+   are kept, and HDBSCAN (``min_cluster_size``) clusters the vectors of *all* the layer's units'
+   centre activations on those images. Two or more clusters (noise excluded) mark the unit polysemantic.
 2. The first studied unit with two clusters is split (where none is, the scan goes on down the
    label-entropy ranking of the layer's units, and ``split_unit`` says which was taken): cluster A
    is the larger, B the next. Each cluster's images are split ``1 - holdout`` / ``holdout``
@@ -28,7 +29,8 @@ network. ``model = "alexnet"``: torchvision's AlexNet, ImageNet-pretrained (IMAG
 AlexNet state_dict given by ``weights``, for claims about units of that network; images from
 ``$REPRO_DATA/imagenet/<split>/<wnid>/*.JPEG``
 (the ImageFolder layout), preprocessed as the source (Resize 256, CenterCrop 224, ImageNet
-mean/std). ``model = "small_cnn"`` (ci): a 4-conv CNN trained from the seed on Fashion-MNIST (or
+mean/std, then, with ``input = "receptive_field"``, shrunk whole into the centre unit's receptive-field
+box on a zero canvas). ``model = "small_cnn"`` (ci): a 4-conv CNN trained from the seed on Fashion-MNIST (or
 scikit-learn's digits; ``cnn_*`` params), detection on the 10,000 test images; with ``units = []``
 the studied units are chosen by the detection step itself: the ``n_auto_units`` units whose top-k
 images spread most evenly over the dataset's classes (label entropy), a screen that does not use
@@ -80,6 +82,12 @@ class SubnetworkParams(BaseModel):
         "$REPRO_DATA/weights (alexnet: also torch's cache).",
     )
     dataset: Literal["imagenet", "fashion_mnist", "sklearn_digits"] = "imagenet"
+    input: Literal["receptive_field", "plain"] = Field(
+        "receptive_field",
+        description="receptive_field (the source's): each preprocessed image shrunk whole into the receptive-field "
+        "box of the layer's centre unit on a zero canvas (Dataset_Utils.py recep_resize; 163 px of 224 for AlexNet "
+        "features.10), for detection and mask training; plain: the preprocessed image itself.",
+    )
     imagenet_split: str = Field("train", description="Folder under $REPRO_DATA/imagenet (the source: train).")
     n_images: int | None = Field(None, ge=1, description="Detection pool: a seeded sample of this many; None: all.")
     workers: int = Field(8, ge=0, le=64, description="alexnet: DataLoader workers decoding JPEGs.")
@@ -94,7 +102,17 @@ class SubnetworkParams(BaseModel):
     batch: int = Field(32, ge=1)
     lr: float = Field(0.1, gt=0.0, le=100.0)
     lr_drops: list[int] = Field([130, 150], description="Epochs at which the lr is multiplied by 0.1.")
-    weight_decay: float = Field(1e-4, ge=0.0, description="SGD weight decay on the mask parameters (source arg).")
+    weight_decay: float = Field(
+        0.0,
+        ge=0.0,
+        description="SGD weight decay on the mask parameters (the source: none; its --decay is never passed to SGD).",
+    )
+    momentum: float = Field(
+        0.0, ge=0.0, lt=1.0, description="SGD momentum on the mask parameters (the source: none; Savarese et al.: 0.9)."
+    )
+    nesterov: bool = Field(
+        False, description="Nesterov momentum (Savarese et al.'s mask optimizer); torch refuses it without momentum."
+    )
     lmbda: float = Field(1e-6, ge=0.0, description="Weight of the sum of the soft weight masks.")
     temperature_final: float = Field(200.0, ge=1.0)
     mask_init: float = Field(0.0, description="s0; the source: 0 (sigma = 0.5 at the start, no rescaling).")
@@ -215,7 +233,7 @@ def _split(pool: Pool, params: SubnetworkParams, seed: int, unit: int, top: np.n
         s = M.train_cs_mask(features, layer, unit, x_train, target, epochs=params.epochs, batch=params.batch,
                             lr=params.lr, lr_drops=params.lr_drops, weight_decay=params.weight_decay,
                             lmbda=params.lmbda, temperature_final=params.temperature_final,
-                            mask_init=params.mask_init,
+                            mask_init=params.mask_init, momentum=params.momentum, nesterov=params.nesterov,
                             generator=torch.Generator().manual_seed(stream(seed, _CS, which)))  # fmt: skip
         t = params.temperature_final
         soft[which] = [(M.soft_mask(sw, t), M.soft_mask(sb, t)) for sw, sb in s]

@@ -6,8 +6,10 @@ A network here is its ``features``: an ``nn.Sequential`` of ``Conv2d`` / ``ReLU`
 hooks on ``features.10`` did. Masks cover the weights and biases of every conv module up to and
 including the unit's own; later modules cannot change the unit.
 
-* Detection: :func:`receptive_field` (the input window of the centre unit), :func:`n_clusters`
-  (HDBSCAN on the layer's activation vectors; noise excluded).
+* Detection: :func:`receptive_field` (the input window of the centre unit), the source's input
+  :func:`receptive_box` / :func:`fit_into_box` (each whole image shrunk into the centre unit's
+  receptive-field box on a zero canvas), :func:`n_clusters` (HDBSCAN on the layer's activation
+  vectors; noise excluded).
 * Continuous sparsification (Savarese et al. 2020, as the source adapted it): :func:`train_cs_mask`
   with the soft mask :func:`soft_mask`, the schedules :func:`temperatures` and :func:`learning_rate`,
   and the hard ticket :func:`hard_mask`.
@@ -32,6 +34,7 @@ __all__ = [
     "actgrad_kernel_scores",
     "auroc",
     "conv_indices",
+    "fit_into_box",
     "force_mask",
     "hard_mask",
     "kernel_mask_from_scores",
@@ -41,6 +44,7 @@ __all__ = [
     "n_clusters",
     "overlap_stats",
     "preservation",
+    "receptive_box",
     "receptive_field",
     "snip_scores",
     "soft_mask",
@@ -80,6 +84,48 @@ def receptive_field(features: nn.Sequential, layer: int, position: int, image_si
             jump *= s
     lo = start + position * jump
     return max(lo, 0), min(lo + size, image_size)
+
+
+def receptive_box(features: nn.Sequential, layer: int, image_size: int) -> tuple[int, int]:
+    """The box [lo, hi) (one axis; images are square) into which the source shrinks each image: the
+    receptive field of the centre unit of ``features[layer]``, computed as the source does.
+
+    The source (``HDBScan_Clustering.py`` lines 169-170, ``Subnetwork_Training.py`` lines 154-155) calls
+    circuit_explorer's ``receptive_field`` and ``receptive_field_for_unit`` at the unit position it reads
+    ([6, 6], the centre of AlexNet's 13 x 13 maps; here the centre of the layer's map). Their arithmetic, from
+    jump j = 1, size r = 1, centre start = 0.5 at the input: through each Conv2d / MaxPool2d (kernel k, stride
+    s, padding p, dilation d) r += (k - 1) d j, start += ((k - 1) / 2 - p) j, then j *= s; the unit at
+    position i covers start + i j -+ r / 2, clipped to the image; ``Dataset_Utils.py`` takes int() of
+    both ends (lines 83, 94). AlexNet at 224 px: (30, 193) for features.10 (163 px), (46, 177) for
+    features.8 (131 px).
+    """
+    jump, size, start, extent = 1.0, 1.0, 0.5, image_size
+    for module in list(features)[: layer + 1]:
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+            k, s, p = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
+            d = _pair(module.dilation)
+            size += (k - 1) * d * jump
+            start += ((k - 1) / 2 - p) * jump
+            jump *= s
+            extent = (extent + 2 * p - d * (k - 1) - 1) // s + 1  # the map's side (floor mode, as AlexNet's pools)
+    centre = start + (extent // 2) * jump
+    return int(max(0.0, centre - size / 2)), int(min(float(image_size), centre + size / 2))
+
+
+def fit_into_box(x: Tensor, box: tuple[int, int]) -> Tensor:
+    """Each image of x (N, C, H, W) shrunk whole into ``box`` (rows and columns [lo, hi)) on a zero canvas.
+
+    The source's ``recep_resize`` (``Dataset_Utils.py`` lines 83 and 91-95): ``transforms.Resize`` of the
+    preprocessed tensor to the box's size, pasted into ``torch.zeros`` of the image's size. Its torchvision
+    (0.15.1, requirements.txt) resizes a tensor bilinearly without antialiasing (``antialias='warn'`` is
+    False for tensors until 0.17), which is what :func:`torch.nn.functional.interpolate` does here. The
+    canvas is zero in the network's input space: after ImageNet normalisation, the mean colour.
+    """
+    lo, hi = box
+    out = torch.zeros_like(x)
+    out[:, :, lo:hi, lo:hi] = F.interpolate(x, size=(hi - lo, hi - lo), mode="bilinear", align_corners=False,
+                                            antialias=False)  # fmt: skip
+    return out
 
 
 def n_clusters(vectors: np.ndarray, min_cluster_size: int) -> tuple[int, np.ndarray]:
@@ -160,19 +206,21 @@ def learning_rate(epoch: int, base: float, drops: Sequence[int]) -> float:
 
 def train_cs_mask(features: nn.Sequential, layer: int, unit: int, x: Tensor, y: Tensor, *, epochs: int, batch: int,
                   lr: float, lr_drops: Sequence[int], weight_decay: float, lmbda: float, temperature_final: float,
-                  mask_init: float, generator: torch.Generator) -> list[tuple[Tensor, Tensor]]:  # fmt: skip
+                  mask_init: float, generator: torch.Generator, momentum: float = 0.0,
+                  nesterov: bool = False) -> list[tuple[Tensor, Tensor]]:  # fmt: skip
     """Learn mask parameters s (weights and biases of every conv up to ``layer``) with frozen weights.
 
     Loss: BCE-with-logits of the unit's centre activation against y (1 = target cluster) plus
-    lmbda * sum of the weights' soft masks; plain SGD; the temperature rises geometrically per epoch.
-    Returns the final s per masked conv, (s_weight, s_bias).
+    lmbda * sum of the weights' soft masks; SGD on s (plain by default, as the source's
+    ``optim.SGD(mask_params, lr=lr)``; ``momentum`` / ``nesterov`` as Savarese et al.'s mask optimizer);
+    the temperature rises geometrically per epoch. Returns the final s per masked conv, (s_weight, s_bias).
     """
     convs = [cast(nn.Conv2d, features[i]) for i in conv_indices(features, layer)]  # conv_indices: Conv2d only
     params = []
     for conv in convs:
         params.append(torch.full_like(conv.weight, float(mask_init), requires_grad=True))
         params.append(torch.full((conv.out_channels,), float(mask_init), device=x.device, requires_grad=True))
-    optimizer = torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     for epoch, t in enumerate(temperatures(epochs, temperature_final)):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(epoch, lr, lr_drops)
