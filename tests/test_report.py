@@ -165,9 +165,10 @@ def test_summary_table(built):
     assert positive["family"] == calibration["calibration.greater.positive"]
     assert positive["estimate [CI]"].count("[") == 1
     negative = dict(zip(header, rows["calibration.greater.negative"][1], strict=True))
-    assert negative["verdict"] == "not reproduced ✓ as expected"  # a negative control
+    # a negative control; no full-scale run of it exists, so its full-scale expectation is marked a prediction
+    assert negative["verdict"] == "not reproduced ✓ as expected full scale: expected not reproduced (predicted)"
     unrun = dict(zip(header, rows[NOT_RUN][1], strict=True))
-    assert unrun["verdict"] == "not run expected not reproduced"
+    assert unrun["verdict"] == "not run expected not reproduced full scale: expected not reproduced (predicted)"
     assert unrun["p"] == unrun["p (Holm)"] == unrun["runtime"] == "—" and unrun["seeds"] == "0/40"
     assert unrun["family"] == calibration[NOT_RUN]  # a member not run still counts in its family
     assert 'class="badge s-not_run">not run<' in html and "s-error" not in html.split('<h2 id="claims-detail">')[1]
