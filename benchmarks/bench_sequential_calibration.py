@@ -6,7 +6,12 @@ rejection, is how a batched run uses a test; the rate is the fraction of draws t
 reproduced. Fixed-n rows use the numbers repro.stats.decide uses (scipy's one-sample t; the exact
 sign test :func:`repro.stats.sign_test`), vectorised over draws; sequential rows run the real
 :func:`repro.sequential.sequential_path` and :func:`repro.sequential.decide_sequential` per draw.
-The two "one look at n = 30" rows are the fixed tests used as designed, for contrast.
+The two "one look at n = 30" rows are the fixed tests used as designed, for contrast. The
+sub-Gaussian rows below them break the method's assumption (sd = 2 sigma; t with 2 degrees of
+freedom, infinite variance) and show what the spread check of :func:`repro.sequential.decide_sequential`
+leaves through at its default level (0.1), at 0.01 and switched off. A second table gives how often the
+check voids a decision on data that meet the assumption (sd = sigma, the edge, and sd = 0.8 sigma; on
+the boundary, and one sigma above it, where the claim is true).
 
 Run (the table in docs/statistics.md came from this)::
 
@@ -24,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from repro.claim import Greater, min_seeds
-from repro.sequential import decide_sequential, sequential_path
+from repro.sequential import SPREAD_LEVEL, decide_sequential, sequential_path
 from repro.stats import sign_test
 
 MAX_SEEDS = 30
@@ -38,6 +43,17 @@ def normal(rng: np.random.Generator, reps: int) -> tuple[np.ndarray, float]:
 
 def beta(rng: np.random.Generator, reps: int) -> tuple[np.ndarray, float]:
     return rng.beta(*BETA, (reps, MAX_SEEDS)), BETA[0] / sum(BETA)
+
+
+def normal_sd(sd: float, mean: float = 0.0):
+    def draw(rng: np.random.Generator, reps: int) -> tuple[np.ndarray, float]:
+        return rng.normal(mean, sd, (reps, MAX_SEEDS)), 0.0
+
+    return draw
+
+
+def t2(rng: np.random.Generator, reps: int) -> tuple[np.ndarray, float]:
+    return rng.standard_t(2, (reps, MAX_SEEDS)), 0.0
 
 
 def fixed(kind: str, peek: bool):
@@ -54,16 +70,18 @@ def fixed(kind: str, peek: bool):
     return rate
 
 
-def sequential(method: str, **options):
+def outcomes(method: str, x: np.ndarray, thr: float, alpha: float, spread_level: float, **options) -> list[str]:
+    claim = Greater(test="greater", threshold=thr, alpha=alpha)
+    return [
+        decide_sequential(sequential_path(claim, {"main": row}, method=method, **options), alpha,
+                          spread_level=spread_level).outcome
+        for row in x
+    ]  # fmt: skip
+
+
+def sequential(method: str, spread_level: float = SPREAD_LEVEL, **options):
     def rate(x: np.ndarray, thr: float, alpha: float) -> float:
-        claim = Greater(test="greater", threshold=thr, alpha=alpha)
-        return float(
-            np.mean([
-                decide_sequential(sequential_path(claim, {"main": row}, method=method, **options), alpha).outcome
-                == "reproduced"
-                for row in x
-            ])
-        )  # fmt: skip
+        return float(np.mean([o == "reproduced" for o in outcomes(method, x, thr, alpha, spread_level, **options)]))
 
     return rate
 
@@ -76,6 +94,26 @@ ROWS = [
     ("sequential subgaussian, sigma = 1", "normal(sd 1), mean = thr", normal, sequential("subgaussian", sigma=1.0)),
     ("*fixed-n t-test, one look at n = 30*", "normal, mean = thr", normal, fixed("t", False)),
     ("*fixed-n sign test, one look at n = 30*", "normal, median = thr", normal, fixed("sign", False)),
+    ("sequential subgaussian, sigma = 1, no spread check", "normal(sd 2), mean = thr", normal_sd(2.0),
+     sequential("subgaussian", spread_level=0.0, sigma=1.0)),
+    ("sequential subgaussian, sigma = 1, spread check at 0.01", "normal(sd 2), mean = thr", normal_sd(2.0),
+     sequential("subgaussian", spread_level=0.01, sigma=1.0)),
+    (f"sequential subgaussian, sigma = 1, spread check at {SPREAD_LEVEL:g} (default)", "normal(sd 2), mean = thr",
+     normal_sd(2.0), sequential("subgaussian", sigma=1.0)),
+    ("sequential subgaussian, sigma = 1, no spread check", "t(2), mean = thr", t2,
+     sequential("subgaussian", spread_level=0.0, sigma=1.0)),
+    ("sequential subgaussian, sigma = 1, spread check at 0.01", "t(2), mean = thr", t2,
+     sequential("subgaussian", spread_level=0.01, sigma=1.0)),
+    (f"sequential subgaussian, sigma = 1, spread check at {SPREAD_LEVEL:g} (default)", "t(2), mean = thr", t2,
+     sequential("subgaussian", sigma=1.0)),
+]  # fmt: skip
+
+# data that meet sigma = 1: how often the spread check voids a decision (reproduced or not)
+VOID_ROWS = [
+    ("normal(sd 1), mean = thr", normal_sd(1.0)),
+    ("normal(sd 0.8), mean = thr", normal_sd(0.8)),
+    ("normal(sd 1), mean = thr + 1 (the claim holds)", normal_sd(1.0, 1.0)),
+    ("normal(sd 0.8), mean = thr + 1 (the claim holds)", normal_sd(0.8, 1.0)),
 ]
 
 
@@ -101,6 +139,20 @@ def main() -> None:
         f"to {MAX_SEEDS}; **over**: above alpha + 3 SE of alpha. {time.perf_counter() - start:.0f} s, "
         f"{datetime.date.today().isoformat()}."
     )
+    start = time.perf_counter()
+    print("\n| spread check | data (sigma = 1) | " + " | ".join(f"α={a:g}: voided / decided" for a in ALPHAS)
+          + " |\n|---|---|" + "---|" * len(ALPHAS))  # fmt: skip
+    for level in (0.01, SPREAD_LEVEL):
+        for data, draw in VOID_ROWS:
+            cells = []
+            for i, alpha in enumerate(ALPHAS):
+                x, thr = draw(np.random.default_rng([args.seed, 10 + i]), args.reps)
+                got = outcomes("subgaussian", x, thr, alpha, level, sigma=1.0)
+                decided = sum(o != "inconclusive" for o in got)
+                void = sum(o == "error" for o in got) / max(decided, 1)
+                cells.append(f"{void:.4f} of {decided}")
+            print(f"| {level:g} | {data} | " + " | ".join(cells) + " |")
+    print(f"\n{args.reps} draws per cell. {time.perf_counter() - start:.0f} s.")
 
 
 if __name__ == "__main__":

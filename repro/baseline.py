@@ -1,11 +1,12 @@
 """The verdict baseline (``reports/ci/verdicts.json``): write it, read it, diff two of them, check claims against it.
 
 Pre-registration: an expectation is evidence only if it was fixed before the result was seen. The
-baseline records, per claim, the verdict a run gave and what the claim declared when it did (the
-assertion, the seeds and the expected verdict at each scale). :func:`diff` lists the claims whose
+baseline records, per claim, the verdict a run gave, what the claim declared when it did (the
+assertion, seeds, family, params and expected verdict at each scale) and the digests of its change
+notes. :func:`diff` lists the claims whose
 verdict moved, whose estimate left the old interval or whose p crossed alpha;
 :func:`preregistration_problems` says which claims disagree with a committed baseline, or changed a
-declared field without a dated ``changed`` note naming it.
+declared field without a change note that gives the field's before and after (:mod:`repro.preregistration`).
 
 Every function here is pure except :func:`read` and :func:`write`. The file's bytes are
 deterministic: keys sorted, rows sorted by id, floats rounded to :data:`SIGNIFICANT` significant
@@ -25,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from repro import fragility, registry
+from repro import fragility, preregistration, registry
 from repro.claim import SCALES, Claim
 from repro.errors import BaselineError
 from repro.judge import ClaimRun
@@ -34,14 +35,13 @@ from repro.load import resolve_params
 __all__ = [
     "BASELINE_FORMAT",
     "SIGNIFICANT",
-    "WATCHED",
     "Baseline",
     "Delta",
     "Row",
     "declared",
-    "declared_changes",
     "diff",
     "dumps",
+    "full_expect_of",
     "full_status",
     "params_digest",
     "parse",
@@ -59,18 +59,9 @@ BASELINE_FORMAT = 1
 FULL_BASELINE = Path("reports") / "full" / "verdicts.json"
 #: Significant digits every float of the baseline is rounded to.
 SIGNIFICANT = 6
-#: Declared fields a claim may change only with a ``changed`` note: (path in "declared", the word its
-#: note's ``what`` must contain).
-WATCHED: tuple[tuple[tuple[str, ...], str], ...] = (
-    *((("assertion", name), name) for name in ("threshold", "margin", "alpha", "min_fraction", "min_rho", "predicate")),
-    *((("seeds", scale), "seeds") for scale in SCALES),
-    *((("expect", scale), "expect") for scale in SCALES),
-    (("sequential",), "sequential"),
-    (("seed",), "root seed"),
-)
 _NOT_RUN = re.compile(r"^(error:\s*)?not run\b", re.IGNORECASE)
-_FLOATS = ("estimate", "ci_low", "ci_high", "ci_level", "p_value", "p_adjusted", "p_opposite", "p_opposite_adjusted",
-           "alpha")  # fmt: skip
+_FLOATS = ("estimate", "ci_low", "ci_high", "ci_level", "ci_low_adjusted", "ci_high_adjusted", "ci_level_adjusted",
+           "p_value", "p_adjusted", "p_opposite", "p_opposite_adjusted", "alpha")  # fmt: skip
 
 
 def status_of(run: ClaimRun) -> str:
@@ -117,7 +108,14 @@ class Row(BaseModel):
     n: int = Field(ge=0)
     seeds: int = Field(ge=0, description="Replicate seeds at this scale.")
     code_version: str | None
-    declared: dict[str, Any] | None
+    declared: dict[str, Any] | None = Field(
+        description="What the claim declared when this row was written (repro.preregistration.declaration)."
+    )
+    notes: list[str] | None = Field(
+        default=None,
+        description="Digests of every change note the claim had when this row was written, oldest first "
+        "(repro.preregistration.note_digest): a note the baseline has seen is never deleted or edited.",
+    )
     margin: dict[str, int | bool | None] | None = Field(
         default=None,
         description="The decision margin (repro.fragility): seeds, leave_one_out (seeds whose leaving out alone "
@@ -136,9 +134,16 @@ class Row(BaseModel):
     )
     full_expect: str | None = Field(
         default=None,
-        description="measured: the full-scale expectation rests on a full-scale run of the claim as declared now "
-        "(reports/full/verdicts.json); predicted: no such run exists.",
+        description="measured: a full-scale run of the claim as declared now (reports/full/verdicts.json) gave the "
+        "expected full-scale verdict; contradicted: it gave another; predicted: no such run exists.",
     )
+    ci_low_adjusted: float | None = Field(
+        default=None,
+        description="The interval at the Holm level that decides (ci_low, ci_high are at the raw level): it "
+        "excludes the threshold exactly when p_adjusted (or p_opposite_adjusted) rejects. null: judged alone.",
+    )
+    ci_high_adjusted: float | None = None
+    ci_level_adjusted: float | None = Field(default=None, description="Its two-sided level, 1 - 2*alpha_j.")
 
     @field_validator(*_FLOATS)
     @classmethod
@@ -164,22 +169,10 @@ class Baseline:
 
 
 def declared(claim: Claim) -> dict[str, Any]:
-    """What the claim declares that a result must not move: its assertion, seeds and expect at each scale,
-    its sequential design where it has one, and its root seed where it is not the default 0 (a new root
-    draws new seeds, as a new seed count does).
-
-    A skipped scale expects "skipped".
-    """
-    out: dict[str, Any] = {
-        "assertion": claim.assertion.model_dump(mode="json"),
-        "seeds": {scale: claim.n_seeds(scale) for scale in SCALES},
-        "expect": {scale: "skipped" if claim.skipped(scale) else claim.expected(scale) for scale in SCALES},
-    }
-    if claim.sequential is not None:  # absent for fixed seeds, so their rows keep their bytes
-        out["sequential"] = claim.sequential.model_dump(mode="json")
-    if claim.seed != 0:  # likewise absent at the default root
-        out["seed"] = claim.seed
-    return out
+    """What the claim declares that a result must not move (:func:`repro.preregistration.declaration`):
+    the assertion with its method, metric, sweep point, family, control flag, root seed, seeds, sequential
+    design, expectation at each scale ("skipped" where skipped) and the params at each scale."""
+    return preregistration.declaration(claim)
 
 
 def params_digest(claim: Claim, scale: str) -> str:
@@ -191,7 +184,8 @@ def params_digest(claim: Claim, scale: str) -> str:
 
 def full_status(claim: Claim, full: Baseline | None, code_version: str | None = None) -> str:
     """ "measured" when ``full`` (the full-scale baseline) holds a verdict of the claim computed as it is
-    declared now (same assertion, seeds and expects, same params, same experiment code), else "predicted"."""
+    declared now (same declaration, same params, same experiment code) and that verdict is the one the claim
+    expects at full scale; "contradicted" when such a verdict is another; else "predicted"."""
     entry = None if full is None else full.rows.get(claim.id)
     if entry is None or entry.verdict not in ("reproduced", "not_reproduced", "inconclusive"):
         return "predicted"
@@ -202,7 +196,9 @@ def full_status(claim: Claim, full: Baseline | None, code_version: str | None = 
         and entry.code_version == code_version
         and entry.params_digest == params_digest(claim, "full")
     )
-    return "measured" if same else "predicted"
+    if not same:
+        return "predicted"
+    return "measured" if entry.verdict == claim.expected("full") else "contradicted"
 
 
 def read_full(path: Path = FULL_BASELINE) -> Baseline | None:
@@ -227,19 +223,25 @@ def row(run: ClaimRun, code_version: str | None = None, margins: Mapping[str, fr
         estimate=v.estimate, ci_low=v.ci_low, ci_high=v.ci_high, ci_level=v.ci_level, p_value=v.p_value,
         p_adjusted=v.p_adjusted, p_opposite=v.p_opposite, p_opposite_adjusted=v.p_opposite_adjusted,
         alpha=v.alpha, family=v.family, family_size=v.family_size, test=v.test, n=v.n, seeds=len(run.seeds),
-        code_version=code_version, declared=declared(claim), metrics_digest=run.metrics_digest,
+        code_version=code_version, declared=declared(claim), notes=preregistration.note_digests(claim),
+        metrics_digest=run.metrics_digest,
         margin=None if margin is None else margin.to_json(), params_digest=params_digest(claim, run.scale),
-        full_expect=_full_expect(run, full, code_version),
+        full_expect=full_expect_of(run, full, code_version), ci_low_adjusted=v.ci_low_adjusted,
+        ci_high_adjusted=v.ci_high_adjusted, ci_level_adjusted=v.ci_level_adjusted,
     )  # fmt: skip
 
 
-def _full_expect(run: ClaimRun, full: Baseline | None, code_version: str) -> str | None:
-    """A row's full_expect: at full scale whether this run measured it; at ci from the full baseline."""
+def full_expect_of(run: ClaimRun, full: Baseline | None, code_version: str | None = None) -> str | None:
+    """A row's full_expect: at full scale what this run says of the expectation (measured, contradicted, or
+    predicted where it decided nothing); at ci :func:`full_status` from the full baseline."""
     claim = run.claim
     if claim.skipped("full"):
         return None
     if run.scale == "full":
-        return "measured" if status_of(run) in ("reproduced", "not_reproduced", "inconclusive") else "predicted"
+        status = status_of(run)
+        if status not in ("reproduced", "not_reproduced", "inconclusive"):
+            return "predicted"
+        return "measured" if status == claim.expected("full") else "contradicted"
     return full_status(claim, full, code_version)
 
 
@@ -328,7 +330,8 @@ def _from_results(entry: Mapping[str, Any], scale: str) -> dict[str, Any]:
         "id": entry["id"], "scale": scale, "verdict": entry["status"],
         "expect": None if entry["status"] == "skipped" else entry.get("expect"),
         **{k: v.get(k) for k in ("estimate", "ci_low", "ci_high", "ci_level", "p_value", "p_opposite", "p_adjusted",
-                                  "p_opposite_adjusted", "family")},
+                                  "p_opposite_adjusted", "family", "ci_low_adjusted", "ci_high_adjusted",
+                                  "ci_level_adjusted")},
         "alpha": v["alpha"], "family_size": v.get("family_size", 1), "test": v["test"], "n": v["n"],
         "seeds": len(entry["seeds"]), "code_version": None, "declared": None,
         "metrics_digest": entry.get("metrics_digest"),
@@ -402,36 +405,15 @@ def diff(old: Mapping[str, Row], new: Mapping[str, Row]) -> list[Delta]:
 # -- pre-registration ------------------------------------------------------------------------------------
 
 
-def _at(document: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = document
-    for key in path:
-        value = value.get(key) if isinstance(value, Mapping) else None
-    return value
-
-
-def declared_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, str, Any, Any]]:
-    """The watched declared fields that differ: (dotted field, the word a note must name, old, new)."""
-    out = []
-    for path, word in WATCHED:
-        before, after = _at(old, path), _at(new, path)
-        if before != after:
-            out.append((".".join(path), word, before, after))
-    return out
-
-
-def _names(what: str, word: str) -> bool:
-    text = what.lower()
-    return word in text or word.replace("_", " ") in text
-
-
 def preregistration_problems(claims: Iterable[Claim], committed: Baseline) -> list[str]:
     """Why the claims disagree with a committed baseline; empty when they agree.
 
     Each claim must be in the baseline; the baseline's verdict must equal what the claim expects at
     the baseline's scale ("skipped" where the claim skips it), and where one seed decides it (its
-    decision margin) the claim declares it fragile at that scale; a watched declared field (see
-    :data:`WATCHED`) that differs from the baseline's needs a ``changed`` note whose ``what`` names it.
-    A row the claims no longer declare is stale. Regenerate the baseline with ``repro report``.
+    decision margin) the claim declares it fragile at that scale; a declared field that differs from
+    the baseline's, a note the baseline has seen and the claim lost, or seeds raised on the same root
+    seed without a reason are :func:`repro.preregistration.problems`. A row the claims no longer declare
+    is stale. Regenerate the baseline with ``repro report``.
     """
     problems = []
     seen = set()
@@ -454,14 +436,7 @@ def preregistration_problems(claims: Iterable[Claim], committed: Baseline) -> li
                 f"{claim.id}: its expected {scale} verdict is fragile (one seed decides it: {moved}): give it the "
                 f"seeds `repro plan` asks, or declare why it stays fragile in scales.{scale}.fragile"
             )
-        if entry.declared is None:
-            continue
-        for field, word, before, after in declared_changes(entry.declared, declared(claim)):
-            if not any(_names(note.what, word) for note in claim.changed):
-                problems.append(
-                    f"{claim.id}: {field} changed from {json.dumps(before)} to {json.dumps(after)} since the baseline, "
-                    f"with no 'changed' note naming {word!r} (date, what, why, before)"
-                )
+        problems.extend(preregistration.problems(claim, entry.declared, entry.notes))
     stale = sorted(set(committed.rows) - seen)
     problems.extend(f"{claim_id}: in the baseline, but no claims file declares it" for claim_id in stale)
     return problems

@@ -335,6 +335,28 @@ class Change(_Strict):
     what: str = Field(min_length=3, description="The fields that changed, old -> new.")
     why: str = Field(min_length=10)
     before: str = Field(min_length=3, description="The verdict (and estimate) before the change.")
+    fields: dict[str, tuple[Any, Any]] | None = Field(
+        None,
+        description="Machine-readable: each declared field the note changes, by its path in the baseline's "
+        "'declared' (e.g. 'seeds.ci', 'assertion.method', 'family', 'params.ci.batch'), with [before, after]. "
+        "Required for every change made since the committed baseline (repro.baseline.preregistration_problems).",
+    )
+    root_seed_kept: str | None = Field(
+        None,
+        min_length=10,
+        description="Why a raised seed count keeps the root seed: the first seeds are then seeds the earlier run "
+        "already looked at. Without it, a note that raises the seeds must also change the root seed.",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _paths(cls, fields: dict[str, tuple[Any, Any]] | None) -> dict[str, tuple[Any, Any]] | None:
+        for path, (before, after) in (fields or {}).items():
+            if not path or any(not part for part in path.split(".")):
+                raise ValueError(f"field path {path!r}: give a dotted path such as 'seeds.ci'")
+            if before == after:
+                raise ValueError(f"field {path!r}: before and after are equal ({before!r}): nothing changed")
+        return fields
 
 
 class Claim(_Strict):

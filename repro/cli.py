@@ -308,7 +308,10 @@ def report(
     _check_scale(scale)
     claim_set = _load(claims)
     started = time.perf_counter()
-    index = build_report(claim_set, Store.default(), scale, out or Path("reports") / scale)
+    try:
+        index = build_report(claim_set, Store.default(), scale, out or Path("reports") / scale)
+    except BaselineError as exc:  # an unregistered change against the committed baseline: nothing written
+        _fail(exc)
     console.print(
         f"wrote {index}, results.json and verdicts.json in {time.perf_counter() - started:.1f}s",
         markup=False,

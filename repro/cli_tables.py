@@ -17,6 +17,7 @@ from repro import baseline, fragility, registry
 from repro.claim import Claim, Source
 from repro.judge import ClaimRun, replicate_seeds
 from repro.load import ClaimSet, resolve_params
+from repro.stats_verdict import level_text
 from repro.store import Store
 
 __all__ = ["claims_table", "diff_table", "plan_table", "resolved_claim", "schema_document", "verdict_table"]
@@ -101,7 +102,10 @@ def schema_document() -> dict[str, Any]:
 
 def verdict_table(runs: list[ClaimRun], title: str) -> Table:
     """`repro run`: one row per claim: verdict, estimate [CI], threshold, p, Holm p, seeds, the decision
-    margin (how many seeds decide the verdict: repro.fragility), time."""
+    margin (how many seeds decide the verdict: repro.fragility), time.
+
+    Within a family the CI cell holds two intervals, labelled: the one at the raw level and the one at
+    the Holm level that decides (which excludes the threshold exactly when the Holm p rejects)."""
     adjusted = [r.verdict.p_adjusted for r in runs]
     margins = fragility.margins(runs)
     table = Table(title=title)
@@ -114,8 +118,13 @@ def verdict_table(runs: list[ClaimRun], title: str) -> Table:
         if not run.as_expected:
             verdict += f" [bold red]✗ expected {run.expected}[/]"
         estimate = "" if v.estimate is None else f"{v.estimate:.4g}"
-        if v.ci_low is not None:
-            estimate += f" [{v.ci_low:.3g}, {v.ci_high:.3g}]"
+        raw, held = v.interval(digits=3), v.interval(adjusted=True, digits=3)
+        if raw is not None:
+            estimate += f" {escape(raw)}"
+        if held is not None and v.ci_level_adjusted is not None:
+            estimate += (
+                f" raw {level_text(v.ci_level)}; {escape(held)} at the Holm level {level_text(v.ci_level_adjusted)}"
+            )
         table.add_row(
             run.claim.id,
             verdict,

@@ -28,6 +28,8 @@ from pydantic import BaseModel
 from repro import registry, stats
 from repro.claim import Claim, Trend
 from repro.load import ClaimSet, resolve_params
+from repro.stats_interval import with_holm_interval
+from repro.stats_verdict import deciding_alpha, holm_levels
 from repro.store import Observed, Store, StoredResult, result_key
 
 __all__ = [
@@ -225,6 +227,7 @@ class SequentialState:
     stopped_at: int | None  # seeds up to the decision, when a side has crossed its bar
     decision: object | None  # repro.sequential.SequentialDecision on the stored prefix
     batch: int  # seeds computed between two looks
+    error: str | None = None  # the prefix cannot be judged (a value outside the bounds, NaN, ...): stopped
 
     @property
     def stored(self) -> int:
@@ -266,10 +269,13 @@ def sequential_state(claim: Claim, scale: str, store: Store, family_size: int = 
     results = {arm: r[:n] for arm, r in results.items()}
     if n < 2:
         return SequentialState(seeds, results, None, None, design.batch)
-    values, sweep = observations(claim, results)
-    path = sequential.sequential_path(
-        claim.assertion, values, sweep, method=design.method, bounds=design.bounds, sigma=design.sigma
-    )
+    try:  # data no e-process can read stop this claim's run as an error; other claims run on
+        values, sweep = observations(claim, results)
+        path = sequential.sequential_path(
+            claim.assertion, values, sweep, method=design.method, bounds=design.bounds, sigma=design.sigma
+        )
+    except (ValueError, KeyError) as exc:
+        return SequentialState(seeds, results, n, None, design.batch, error=str(exc).strip("'\""))
     decision = sequential.decide_sequential(path, claim.assertion.alpha, level_divisor=family_size)
     stopped = decision.stopped_at if decision.outcome != "inconclusive" else None
     return SequentialState(seeds, results, stopped, decision, design.batch)
@@ -285,7 +291,9 @@ def evaluate_sequential(
     claim: Claim, scale: str, store: Store, family_size: int = 1, *, wall_s: float = 0.0, computed: int = 0
 ) -> ClaimRun:
     """A sequential claim's verdict from its stored prefix: decided at its stop, inconclusive when every
-    seed is spent undecided, 'not run' while the run has more seeds to spend."""
+    seed is spent undecided, 'not run' while the run has more seeds to spend; 'error' where the data
+    contradict the method's assumption (a value outside betting's bounds, a spread above
+    subgaussian's sigma, both e-processes crossed) or cannot be read, never a pass."""
     assert claim.sequential is not None
     design, alpha = claim.sequential, claim.assertion.alpha
     state = sequential_state(claim, scale, store, family_size)
@@ -298,6 +306,11 @@ def evaluate_sequential(
             f"not run: the sequential run is undecided after {state.stored} of at most {cap} seeds at scale {scale}",
         )
         return run
+    if state.error is not None:
+        run.verdict = stats.error_verdict(
+            claim.assertion, f"{state.error} (sequential {design.method}, {state.stored} seeds stored at scale {scale})"
+        )
+        return run
     from repro.sequential import SequentialDecision  # loaded already, by sequential_state
 
     d = state.decision
@@ -305,6 +318,16 @@ def evaluate_sequential(
     used = state.stopped_at or cap
     run.seeds = state.seeds[:used]
     run.results = {arm: r[:used] for arm, r in state.results.items()}
+    bar = family_size / alpha
+    if d.outcome == "error":  # the stop is void: the verdict keeps the record of where and why
+        record = stats.SequentialRecord(
+            method=design.method, batch=design.batch, max_seeds=cap, seeds_used=used, e_value=d.e_value,
+            e_opposite=d.e_opposite, bar=bar, stopped=f"void after {used} of at most {cap} seeds: {d.reason}",
+        )  # fmt: skip
+        verdict = stats.error_verdict(claim.assertion, d.reason)
+        test = f"anytime-valid {design.method} e-process (testing by betting)"
+        run.verdict = verdict.model_copy(update={"test": test, "sequential": record, "n": used, "units": used})
+        return run
     values, sweep = observations(claim, run.results)
     # The estimate and what the claim tests, in words, from the fixed test of the same estimand:
     # the median under the sign e-process, the mean under betting or a sub-Gaussian boundary.
@@ -312,7 +335,6 @@ def evaluate_sequential(
     if hasattr(assertion, "method"):
         assertion = assertion.model_copy(update={"method": "sign" if design.method == "sign" else "t"})
     fixed = stats.decide(assertion, values, sweep)
-    bar = family_size / alpha
     if state.stopped_at is not None:
         side = "against 'the claim is false'" if d.outcome == "reproduced" else "against 'the claim holds'"
         e = d.e_value if d.outcome == "reproduced" else d.e_opposite
@@ -328,9 +350,9 @@ def evaluate_sequential(
     # A median's confidence sequence has no finite bound until enough seeds agree: no interval then.
     finite = math.isfinite(d.cs_low) and math.isfinite(d.cs_high)
     low, high = (float(d.cs_low), float(d.cs_high)) if finite else (None, None)
+    # Only a stop decides: undecided, the anytime p is above the bar (fewer seeds than min_seeds aside,
+    # which stay inconclusive as in every kind); both sides crossed is an error above, never a pass.
     outcome = d.outcome if state.stopped_at is not None else "inconclusive"
-    if outcome == "inconclusive" and family_size == 1:  # judged alone: the anytime p at alpha decides
-        outcome = "reproduced" if p < alpha else "not_reproduced" if p_opp < alpha else "inconclusive"
     label = {"reproduced": "Reproduced", "not_reproduced": "Not reproduced", "inconclusive": "Inconclusive"}[outcome]
     run.verdict = fixed.model_copy(update={
         "outcome": outcome, "test": f"anytime-valid {design.method} e-process (testing by betting)",
@@ -364,22 +386,33 @@ def correct(runs: Sequence[ClaimRun], claim_set: ClaimSet, scale: str) -> list[C
     """Holm within each family; members absent from ``runs`` or without a p count as p = 1.
 
     An inconclusive verdict then reports its planning figure where the claim declares a smallest_effect.
+    The interval at the Holm level that decides is set beside the raw one (a fixed-seed claim with
+    its results): at the level of the member's Holm step (:func:`repro.stats_verdict.holm_levels`),
+    the claim's when it reproduces, the opposite's when it does not, the smaller when neither, so it
+    excludes the threshold exactly when the adjusted verdict does (up to the seed floor).
     """
     by_id = {run.claim.id: run for run in runs}
-    holm: dict[str, tuple[float, float, str, int]] = {}  # claim id -> (p, opposite p, family, size)
+    # claim id -> (p, opposite p, family, size, claim's Holm level, opposite's Holm level)
+    holm: dict[str, tuple[float, float, str, int, float, float]] = {}
     for family, members in _families(claim_set, scale).items():
         ids = [c.id for c in members]
-        ps = stats.holm([_p(by_id.get(i), "p_value") for i in ids])
-        ps_opp = stats.holm([_p(by_id.get(i), "p_opposite") for i in ids])
-        holm.update((i, (ps[k], ps_opp[k], family, len(ids))) for k, i in enumerate(ids))
+        raw, raw_opp = [_p(by_id.get(i), "p_value") for i in ids], [_p(by_id.get(i), "p_opposite") for i in ids]
+        ps, ps_opp = stats.holm(raw), stats.holm(raw_opp)
+        alphas = [c.assertion.alpha for c in members]
+        levels, levels_opp = holm_levels(raw, alphas), holm_levels(raw_opp, alphas)
+        holm.update((i, (ps[k], ps_opp[k], family, len(ids), levels[k], levels_opp[k])) for k, i in enumerate(ids))
     out = []
     for run in runs:
         verdict, size = run.verdict, 1
-        if run.claim.id in holm:
-            p, p_opp, family, size = holm[run.claim.id]
-            verdict = stats.adjust(verdict, p_adjusted=p, p_opposite_adjusted=p_opp, family=family, family_size=size)
         # The planning figure is a fixed-n power calculation: a sequential claim reports its stop instead.
         fixed = run.claim.sequential is None
+        if run.claim.id in holm:
+            p, p_opp, family, size, level, level_opp = holm[run.claim.id]
+            verdict = stats.adjust(verdict, p_adjusted=p, p_opposite_adjusted=p_opp, family=family, family_size=size)
+            if fixed and run.complete and verdict.outcome != "error" and verdict.ci_low is not None:
+                values, sweep = observations(run.claim, run.results)
+                alpha_j = deciding_alpha(verdict.outcome, level, level_opp)
+                verdict = with_holm_interval(verdict, run.claim.assertion, values, sweep, alpha_j)
         figure = _plan_figure(run, size) if verdict.outcome == "inconclusive" and fixed else None
         if figure is not None:
             message = verdict.message.replace(verdict.shortfall, figure) if verdict.shortfall else verdict.message

@@ -19,13 +19,72 @@ from pydantic import BaseModel, ValidationError
 
 from repro import registry
 from repro import settings as setting_checks
-from repro.claim import SCALES, Claim, Proportion, Setting, Source, binomial_min_seeds, is_sign_test, min_seeds
+from repro.claim import (
+    SCALES,
+    Change,
+    Claim,
+    Proportion,
+    Setting,
+    Source,
+    binomial_min_seeds,
+    is_sign_test,
+    min_seeds,
+)
 from repro.errors import ClaimFileError, UnknownClaimError, UnknownExperimentError
 from repro.load_checks import _check_values, _display, _files, _format, _label, _name, _read_toml, _show
 
-__all__ = ["ClaimSet", "load_claims", "resolve_params", "with_default_method"]
+__all__ = ["HISTORY_FOLDER", "ClaimSet", "history_file", "load_claims", "resolve_params", "with_default_method"]
 
 _TOP_LEVEL_KEYS = {"claim", "source", "setting"}
+#: Beside each claims file ``X.toml``, ``HISTORY_FOLDER/X.toml`` holds its claims' change notes as
+#: ``[[change]]`` tables (``claim = "ID"`` and the fields of :class:`repro.claim.Change`), so that a
+#: claims file stays its claims' current declarations; the loader appends them to each claim's ``changed``.
+HISTORY_FOLDER = "history"
+
+
+def history_file(claims_file: Path) -> Path:
+    """Where the change notes of ``claims_file``'s claims live."""
+    return claims_file.parent / HISTORY_FOLDER / claims_file.name
+
+
+def _history(file: Path, ids: set[str], problems: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The change notes of ``file``'s claims from its history file (claim id -> notes, in file order)."""
+    path = history_file(file)
+    if not path.is_file():
+        return {}
+    where = _display(path)
+    try:
+        data = _read_toml(path)
+    except ClaimFileError as exc:
+        problems.extend(exc.problems)
+        return {}
+    if value_problems := _check_values(data):
+        problems.extend(f"{where}: {p}" for p in value_problems)
+        return {}
+    for key in sorted(set(data) - {"change"}):
+        problems.append(f"{where}: unknown top-level key '{_name(key)}' (a history file holds [[change]] tables)")
+    entries = data.get("change", [])
+    if not isinstance(entries, list):
+        problems.append(f"{where}: 'change' must be an array of tables: write [[change]] (got {_show(entries)})")
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for index, entry in enumerate(entries):
+        label = f"change #{index + 1}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: {label} must be a table: write [[change]] (got {_show(entry)})")
+            continue
+        note = dict(entry)
+        claim_id = note.pop("claim", None)
+        if not isinstance(claim_id, str) or claim_id not in ids:
+            problems.append(f"{where}: {label}: field 'claim': {_show(claim_id)} names no claim of {_display(file)}")
+            continue
+        try:
+            Change.model_validate(note)
+        except ValidationError as exc:
+            problems.extend(f"{where}: {label} (claim '{claim_id}'): {_format(e)}" for e in exc.errors())
+            continue
+        out.setdefault(claim_id, []).append(note)
+    return out
 
 
 @dataclass(frozen=True)
@@ -212,8 +271,14 @@ def load_claims(path: str | Path) -> ClaimSet:
             if not isinstance(entries, list):
                 problems.append(f"{where}: 'claim' must be an array of tables: write [[claim]] (got {_show(entries)})")
                 continue
+            ids = {entry["id"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("id"), str)}
+            notes = _history(file, ids, problems)
             for index, entry in enumerate(entries):
                 if isinstance(entry, dict):
+                    claim_id = entry.get("id")
+                    inline = entry.get("changed", [])
+                    if isinstance(claim_id, str) and claim_id in notes and isinstance(inline, list):
+                        entry = {**entry, "changed": [*inline, *notes[claim_id]]}
                     raw_claims.append((file, index, entry))
                 else:
                     problems.append(

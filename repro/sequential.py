@@ -29,7 +29,9 @@ Constructions (``method``), on y = the per-seed value signed by the claim's dire
   lambda^2 V_t / 2) dF(lambda), S_t = sum (y_i - threshold), V_t = sigma^2 t, F half-normal of variance
   rho; closed form 2 (1 + rho V)^(-1/2) exp(rho S^2 / (2 (1 + rho V))) Phi(S / sqrt(V + 1/rho)). rho =
   (-2 log alpha + log(1 - 2 log alpha)) / (15 sigma^2), their rule for the tightest boundary at V =
-  15 sigma^2: near 15 seeds. CS: the means where neither one-sided mixture has crossed.
+  15 sigma^2: near 15 seeds. CS: the means where neither one-sided mixture has crossed. A decision
+  is checked against the declared sigma (:func:`spread_violation`): seeds that spread more make it
+  ``error``, as does any path on which both sides crossed (:func:`decide_sequential`).
 
 References: Waudby-Smith, I. & Ramdas, A. (2024) "Estimating means of bounded random variables by
 betting", JRSS-B 86(1); Howard, S. R., Ramdas, A., McAuliffe, J. & Sekhon, J. (2021) "Time-uniform,
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -58,9 +60,19 @@ from repro.sequential_constructions import _rho as _rho  # re-exported, as befor
 from repro.stats_exact import _spearman
 from repro.stats_verdict import holm
 
-__all__ = ["METHODS", "SequentialDecision", "SequentialPath", "decide_sequential", "holm_anytime", "sequential_path"]
+__all__ = [
+    "METHODS",
+    "SPREAD_LEVEL",
+    "SequentialDecision",
+    "SequentialPath",
+    "decide_sequential",
+    "holm_anytime",
+    "sequential_path",
+    "spread_violation",
+]
 
 METHODS = ("sign", "betting", "subgaussian")
+SPREAD_LEVEL = 0.1  # level of the check that a subgaussian claim's seeds spread no more than its sigma
 _LOG_E_MAX = math.log(1e300)
 
 
@@ -68,13 +80,17 @@ _LOG_E_MAX = math.log(1e300)
 class SequentialPath:
     """The e-processes and CS after each seed 1..n (seed order is the time axis); plain floats.
 
-    ``cs_low`` / ``cs_high`` are -inf / inf while a median has no bound yet."""
+    ``cs_low`` / ``cs_high`` are -inf / inf while a median has no bound yet. ``values`` and ``sigma``
+    are set for ``subgaussian`` only: the per-seed values the e-processes read (a paired difference's
+    a - b) and the declared scale, which :func:`decide_sequential` checks at its stop."""
 
     e_claim: list[float]
     e_opposite: list[float]
     cs_low: list[float]
     cs_high: list[float]
     estimand: str
+    values: list[float] | None = None
+    sigma: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,12 +117,14 @@ def sequential_path(assertion: Any, values: Mapping[str, np.ndarray], sweep: np.
     fractions or ranks); ``bounds`` and ``sigma`` are read only by the method that needs them. For a
     difference or equivalence, ``bounds`` are the metric's (the difference lies in [lo - hi, hi - lo])
     and ``sigma`` is the scale of one seed's paired difference a - b. Raises ValueError on NaN or inf,
-    a value outside ``bounds``, unpaired arms, or a missing ``bounds`` / ``sigma``.
+    a value outside ``bounds`` (naming each such value, its arm and seed), unpaired arms, or a missing
+    ``bounds`` / ``sigma``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     log_c = -math.log(assertion.alpha)
     arms: tuple[np.ndarray, ...]
+    names: tuple[str, ...]
     if isinstance(assertion, Proportion):
         return _proportion(assertion, values, log_c)
     if isinstance(assertion, Trend):
@@ -114,11 +132,11 @@ def sequential_path(assertion: Any, values: Mapping[str, np.ndarray], sweep: np.
     if isinstance(assertion, (Greater, Less)):
         x, sign = _arm(values, "main", 1), 1 if isinstance(assertion, Greater) else -1
         thr, name = assertion.threshold, "median" if method == "sign" else "mean"
-        arms = (x,)
+        arms, names = (x,), ("main",)
     elif isinstance(assertion, (Difference, Equivalent)):
         if not assertion.paired:
             raise ValueError("sequential mode needs paired arms: seed i of both arms is one observation")
-        arms = (_arm(values, assertion.a, 1), _arm(values, assertion.b, 1))
+        arms, names = (_arm(values, assertion.a, 1), _arm(values, assertion.b, 1)), (assertion.a, assertion.b)
         if arms[0].shape != arms[1].shape:
             raise ValueError(f"paired arms have shapes {arms[0].shape} and {arms[1].shape}")
         x, name = arms[0] - arms[1], f"{'median' if method == 'sign' else 'mean'} difference a - b"
@@ -126,29 +144,41 @@ def sequential_path(assertion: Any, values: Mapping[str, np.ndarray], sweep: np.
         thr = assertion.margin
     else:
         raise TypeError(f"not an assertion model: {type(assertion).__name__}")
-    ctx = _Context(method, log_c, _bounds(bounds, arms) if method == "betting" else None, _sigma(sigma, method))
+    ctx = _Context(method, log_c, _bounds(bounds, arms, names) if method == "betting" else None, _sigma(sigma, method))
     if ctx.bounds is not None and len(arms) == 2:  # a difference of two metrics in [lo, hi]
         ctx = _Context(method, log_c, (ctx.bounds[0] - ctx.bounds[1], ctx.bounds[1] - ctx.bounds[0]), None)
     if isinstance(assertion, Equivalent):
-        return _equivalent(x, assertion.margin, ctx, name)
-    claim, opposite = ctx.claim(sign * x, sign * thr, sign), ctx.opposite(sign * x, sign * thr, sign)
-    low, high = ctx.cs(sign * x, sign)
-    if sign < 0:
-        low, high = -high, -low
-    return _path(claim, opposite, low, high, name)
+        path = _equivalent(x, assertion.margin, ctx, name)
+    else:
+        claim, opposite = ctx.claim(sign * x, sign * thr, sign), ctx.opposite(sign * x, sign * thr, sign)
+        low, high = ctx.cs(sign * x, sign)
+        if sign < 0:
+            low, high = -high, -low
+        path = _path(claim, opposite, low, high, name)
+    if ctx.sigma is None:
+        return path
+    return replace(path, values=[float(v) for v in x], sigma=ctx.sigma)  # the stop checks sigma on them
 
 
 def decide_sequential(path: SequentialPath, alpha: float, *, level_divisor: int = 1,
-                      max_seeds: int | None = None) -> SequentialDecision:  # fmt: skip
+                      max_seeds: int | None = None,
+                      spread_level: float = SPREAD_LEVEL) -> SequentialDecision:  # fmt: skip
     """Scan seeds 1..n and stop at the first where sup e_claim >= level_divisor/alpha (reproduced) or
     sup e_opposite >= level_divisor/alpha (not reproduced); level_divisor = m is Bonferroni-safe in a
     family of m claims. As every fixed-n kind, nothing decides on fewer than
     :func:`repro.claim.min_seeds` (alpha / level_divisor) seeds (a later stop is still a stopping time).
-    Both sides crossed at the same seed (probability at most 2 alpha) is inconclusive, never a pass.
+
+    Outcome ``error`` (never a pass) where the data contradict the method's assumption: both sides
+    crossed by the stop (at most alpha when the assumption holds: one of the two nulls is true), or,
+    for ``subgaussian``, a decision on seeds whose spread exceeds the declared sigma (one-sided
+    chi-square test of the sample variance on the seeds up to the stop, at ``spread_level``; see
+    :func:`spread_violation`). An undecided path is not checked: it shows nothing either way.
     """
     if not 0.0 < alpha < 1.0 or level_divisor < 1 or (max_seeds is not None and max_seeds < 1):
         raise ValueError(f"need 0 < alpha < 1, level_divisor >= 1, max_seeds >= 1; got {alpha}, "
                          f"{level_divisor}, {max_seeds}")  # fmt: skip
+    if not 0.0 <= spread_level < 1.0:
+        raise ValueError(f"need 0 <= spread_level < 1 (0: no check); got {spread_level}")
     n = len(path.e_claim)
     if n == 0 or not all(len(v) == n for v in (path.e_opposite, path.cs_low, path.cs_high)):
         raise ValueError("a path needs equally long, non-empty lists")
@@ -165,7 +195,11 @@ def decide_sequential(path: SequentialPath, alpha: float, *, level_divisor: int 
             f"{t} seeds, fewer than the {first} any kind needs at alpha {alpha / level_divisor:g}",
         )
     elif e >= c and o >= c:
-        outcome, reason = "inconclusive", f"both e-values crossed {level} by seed {t} ({e:.3g} / {o:.3g})"
+        outcome = "error"
+        reason = (
+            f"both the claim's and the opposite e-process crossed 1/alpha: the data contradict the method's "
+            f"assumption (e-values {e:.3g} / {o:.3g} >= {level} by seed {t})"
+        )
     elif e >= c:
         outcome, reason = "reproduced", f"e-value {e:.3g} >= {level} after {t} seeds"
     elif o >= c:
@@ -173,11 +207,38 @@ def decide_sequential(path: SequentialPath, alpha: float, *, level_divisor: int 
     else:
         spent = f"max_seeds {max_seeds} spent" if max_seeds is not None and n >= max_seeds else f"all {n} seeds used"
         outcome, reason = "inconclusive", f"{spent}, e-values {e:.3g} / {o:.3g} below {c:g}"
+    if outcome in ("reproduced", "not_reproduced") and path.values is not None and path.sigma is not None:
+        violated = spread_violation(path.values[:t], path.sigma, spread_level)
+        if violated:
+            outcome, reason = "error", f"{violated} (the e-processes had decided: {reason})"
     return SequentialDecision(
         outcome=outcome, stopped_at=t, reason=reason, e_value=e, e_opposite=o,
         p_anytime=min(1.0, 1 / max(e, 1e-300)), p_opposite_anytime=min(1.0, 1 / max(o, 1e-300)),
         cs_low=float(path.cs_low[t - 1]), cs_high=float(path.cs_high[t - 1]),
     )  # fmt: skip
+
+
+def spread_violation(values: Sequence[float], sigma: float, level: float = SPREAD_LEVEL) -> str | None:
+    """Why ``values`` contradict a sub-Gaussian scale ``sigma``, or None: the one-sided chi-square test
+    of H0: sd <= sigma, (n - 1) s^2 / sigma^2 against chi2(n - 1), rejects at ``level`` (0: never).
+
+    Why this test: sub-Gaussian with scale sigma implies variance <= sigma^2, so a sample sd well above
+    sigma contradicts the assumption the e-process rests on. The chi-square test is exact for normal
+    values with sd = sigma, and conservative for sd below it; a value with variance exactly sigma^2
+    that is sub-Gaussian with scale sigma has kurtosis at most 3 (expand its moment generating
+    function), so its sample variance varies less than a normal's and the test stays near or below
+    ``level``. docs/statistics.md measures how often it fires and what it leaves through.
+    """
+    x = np.asarray(values, dtype=float)
+    if level <= 0.0 or x.size < 2:
+        return None
+    sd = float(np.std(x, ddof=1))
+    p = float(stats.chi2.sf((x.size - 1) * sd**2 / sigma**2, x.size - 1))
+    if p >= level:
+        return None
+    return (f"the seeds' spread contradicts the claim's sigma = {sigma:g}: their sd is {sd:.3g} over {x.size} "
+            f"seeds ({sd / sigma:.2g} sigma; chi-square test of sd <= sigma, p = {p:.2g} < {level:g}); "
+            "declare a sigma at least the sd of one seed's value, or use method 'sign'")  # fmt: skip
 
 
 def holm_anytime(p_values: Sequence[float]) -> list[float]:
@@ -260,14 +321,21 @@ def _arm(values: Mapping[str, np.ndarray], key: str, ndim: int | None) -> np.nda
     return x
 
 
-def _bounds(bounds: tuple[float, float] | None, arms: tuple[np.ndarray, ...]) -> tuple[float, float]:
+def _bounds(
+    bounds: tuple[float, float] | None, arms: tuple[np.ndarray, ...], names: tuple[str, ...]
+) -> tuple[float, float]:
+    """The checked bounds; every value outside them is named (value, arm, 1-based seed), the first 10 in full."""
     if bounds is None or len(bounds) != 2 or not all(map(math.isfinite, bounds)) or not bounds[0] < bounds[1]:
         raise ValueError(f"method 'betting' needs the metric's bounds (lo, hi), finite with lo < hi; got {bounds}")
     lo, hi = float(bounds[0]), float(bounds[1])
-    for x in arms:
-        outside = x[(x < lo) | (x > hi)]
-        if outside.size:
-            raise ValueError(f"value {outside[0]:g} lies outside the claim's bounds [{lo:g}, {hi:g}]")
+    outside = [(float(x[i]), arm, int(i) + 1) for x, arm in zip(arms, names, strict=True)
+               for i in np.flatnonzero((x < lo) | (x > hi))]  # fmt: skip
+    if outside:
+        shown = ", ".join(f"{v:g} (arm '{arm}', seed {i})" for v, arm, i in outside[:10])
+        more = f" and {len(outside) - 10} more" if len(outside) > 10 else ""
+        what = "value lies" if len(outside) == 1 else f"{len(outside)} values lie"
+        raise ValueError(f"{what} outside the claim's bounds [{lo:g}, {hi:g}], the range method 'betting' "
+                         f"assumes: {shown}{more}")  # fmt: skip
     return lo, hi
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["N_RESAMPLES", "RANDOM_SEED", "sign_test", "signed_rank_test"]
+__all__ = ["N_RESAMPLES", "RANDOM_SEED", "TIE_ULPS", "beyond", "sign_test", "signed_rank_test"]
 
 #: Seed of every permutation generator: same inputs give byte-identical verdicts.
 RANDOM_SEED = 20_240_601
@@ -28,6 +29,27 @@ _BATCH = 1000  # resamples per vectorised batch: bounds memory at 10,000 seeds
 _EXACT_SIGNED_RANK_MAX_N = 400  # exact signed-rank distribution up to here; normal approximation above
 #: scipy >= 1.15 names the generator argument ``rng``; older releases (pyproject allows 1.11) ``random_state``.
 _RNG_ARGUMENT = "rng" if "rng" in inspect.signature(stats.permutation_test).parameters else "random_state"
+#: A value within this many machine epsilons (of the largest magnitude among it, its operands and the
+#: threshold) of a threshold is ON the threshold: 0.93 - 0.91 against a margin of 0.02 is a tie.
+TIE_ULPS = 8
+
+
+# -- comparison with a threshold ------------------------------------------------------------------
+def beyond(value: np.ndarray | float, threshold: float, sign: int = 1,
+           operands: np.ndarray | float | None = None) -> np.ndarray:  # fmt: skip
+    """Whether each value lies strictly beyond ``threshold`` (above for sign +1, below for -1), a
+    value within rounding error of it counting as on it (so against a strict claim).
+
+    Rounding error: ``TIE_ULPS`` machine epsilons of the largest magnitude among the value, the
+    threshold and ``operands`` (the numbers the value was computed from, e.g. ``max(|x|, |y|)`` for
+    a difference ``x - y``). The one comparison every sign test, constant-data path, predicate and
+    margin in :mod:`repro.stats` makes; the complement of ``beyond(v, t, -sign)`` is "on or beyond".
+    """
+    v = np.asarray(value, dtype=float)
+    scale = np.maximum(np.abs(v), abs(float(threshold)))
+    if operands is not None:
+        scale = np.maximum(scale, np.abs(np.asarray(operands, dtype=float)))
+    return np.asarray(sign * (v - threshold) > TIE_ULPS * np.finfo(float).eps * scale)
 
 
 # -- exact tests ----------------------------------------------------------------------------------
@@ -106,23 +128,67 @@ def _signed_rank_distribution(doubled_ranks: tuple[int, ...]) -> tuple[np.ndarra
     return cdf, sf
 
 
+class _End(float):
+    """An interval's end (a float) that also says whether the interval holds it: ``excluded`` when the
+    test the interval inverts rejects at the end itself (a discrete test's confidence set can be half-open)."""
+
+    excluded: bool
+
+    def __new__(cls, value: float, excluded: bool = False) -> _End:
+        end = super().__new__(cls, value)
+        end.excluded = excluded
+        return end
+
+
 def _walsh_interval(x: np.ndarray, level: float) -> tuple[float, float, float]:
-    """Hodges-Lehmann estimate and the exact Walsh-average interval that inverts the signed-rank test."""
+    """Hodges-Lehmann estimate and the exact inversion of :func:`signed_rank_test` at 1 - 2*alpha.
+
+    The interval is every t at which neither one-sided test of x - t rejects at alpha = (1 - level) / 2,
+    computed with :func:`signed_rank_test` itself, so ties and zeros count exactly as the test counts
+    them (Pratt zeros, mid-ranks). Between two neighbouring Walsh averages neither the signs nor the
+    order of |x - t| change, so the test's p is constant there: the test is evaluated at each Walsh
+    average and at one point inside each gap (and beyond each end), and each end is found by bisection
+    (the p of "location above t" rises with t, that of "below t" falls). An end the test rejects at
+    (a tie or zero there can tip it) is returned ``excluded`` (:class:`_End`): the interval is then
+    half-open at it. When even t beyond every seed is not rejected (fewer seeds than the exact floor,
+    0.5**n >= alpha), the interval would be unbounded: the seeds' range is returned instead.
+    """
     i, j = np.triu_indices(x.size)
     walsh = np.sort((x[i] + x[j]) / 2)  # (n(n+1)/2,)
+    estimate = float(np.median(walsh))
     alpha = (1 - level) / 2
-    n = x.size
-    if n <= _EXACT_SIGNED_RANK_MAX_N:
-        cdf, _ = _signed_rank_distribution(tuple(range(2, 2 * n + 1, 2)))  # untied ranks 1..n, doubled
-        c = int(np.sum(cdf[::2] < alpha))  # c values t = 0..c-1 with P(T <= t) < alpha
-    else:
-        mean, sd = n * (n + 1) / 4, math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
-        c = max(0, int(math.floor(mean - stats.norm.ppf(1 - alpha) * sd)) + 1)
-    # The test at alpha rejects "location <= theta" when T+ (the Walsh averages above theta) exceeds
-    # the c-th largest value: the interval keeps Walsh averages c..N-c+1 (1-based), the c-th from
-    # each end. With c = 0 no theta is ever rejected: the whole range.
-    low, high = (walsh[0], walsh[-1]) if c == 0 else (walsh[c - 1], walsh[walsh.size - c])
-    return float(np.median(walsh)), float(low), float(high)
+    points = np.unique(walsh)  # (K,) distinct Walsh averages
+    below, above = points[0] - 1.0 - abs(points[0]), points[-1] + 1.0 + abs(points[-1])
+    gaps = np.concatenate([[below], (points[:-1] + points[1:]) / 2, [above]])  # (K + 1,)
+    candidates = np.empty(2 * points.size + 1)  # gap, Walsh average, gap, ..., gap: ascending
+    candidates[0::2], candidates[1::2] = gaps, points
+
+    def kept_above(k: int) -> bool:  # "location above t" not rejected: rises from False to True with t
+        return signed_rank_test(x - candidates[k])[0] >= alpha
+
+    def kept_below(k: int) -> bool:  # "location below t" not rejected: falls from True to False with t
+        return signed_rank_test(x - candidates[k])[1] >= alpha
+
+    first = _first(kept_above, candidates.size)  # the first candidate not rejected from below
+    last = _first(lambda k: not kept_below(k), candidates.size) - 1  # the last not rejected from above
+    if first == 0 or last == candidates.size - 1:
+        return estimate, float(walsh[0]), float(walsh[-1])
+    # A gap point kept: the Walsh average before it was rejected, so the interval starts just above it.
+    low = _End(candidates[first], False) if first % 2 else _End(candidates[first - 1], True)
+    high = _End(candidates[last], False) if last % 2 else _End(candidates[last + 1], True)
+    return estimate, low, high
+
+
+def _first(predicate: Callable[[int], bool], size: int) -> int:
+    """The first k in 0..size-1 where a predicate that is False, then True, becomes True (size: never)."""
+    lo, hi = 0, size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if predicate(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 @functools.lru_cache(maxsize=4096)
@@ -147,10 +213,24 @@ def _mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 
 
-def _perm(x: np.ndarray, y: np.ndarray, alternative: str, *, paired: bool) -> float:
-    """One-sided permutation p of mean(x) - mean(y): sign flips within seeds when paired."""
+def _welch_t(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Welch's t of mean(x) - mean(y); a resample whose arms are both constant gives +-1e300 (0 when equal)."""
+    diff = np.mean(x, axis=axis) - np.mean(y, axis=axis)
+    se = np.sqrt(np.var(x, axis=axis, ddof=1) / x.shape[axis] + np.var(y, axis=axis, ddof=1) / y.shape[axis])
+    return np.divide(diff, se, out=np.asarray(np.sign(diff) * 1e300, dtype=float), where=se > 0)
+
+
+def _perm(x: np.ndarray, y: np.ndarray, alternative: str, *, paired: bool, studentized: bool = False) -> float:
+    """One-sided permutation p of mean(x) - mean(y): sign flips within seeds when paired.
+
+    ``studentized`` (unpaired only) permutes Welch's t instead of the mean difference: exact when
+    the arms are exchangeable, and still of the right size when their spreads or shapes differ,
+    where the permutation distribution of the plain mean difference is not (Janssen 1997; Chung &
+    Romano 2013).
+    """
+    statistic = _welch_t if studentized and not paired else _mean_diff
     return stats.permutation_test(
-        (x, y), _mean_diff, permutation_type="samples" if paired else "independent", vectorized=True,
+        (x, y), statistic, permutation_type="samples" if paired else "independent", vectorized=True,
         n_resamples=N_RESAMPLES, batch=_BATCH, alternative=alternative, **_seeded(),
     ).pvalue  # fmt: skip
 

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.claim import Assertion, Difference, Equivalent, Greater, Less, Outcome, Proportion, Trend, min_seeds
 
-__all__ = ["SequentialRecord", "Verdict", "adjust", "error_verdict", "holm"]
+__all__ = ["SequentialRecord", "Verdict", "adjust", "deciding_alpha", "error_verdict", "holm", "holm_levels"]
 
 _SIGN = "scipy.stats.binomtest (sign test)"
 _SIGNED_RANK = "signed-rank test (exact sign-flip distribution, zeros kept)"
+#: Intervals whose ends follow the sign test's ties (a seed on the threshold counts against the claim):
+#: the end on the claim's side is in the interval, the other is not.
+_SIGN_INTERVALS = ("order statistics (sign test)", "exact (every seed equal)")
+Bounds = Literal["[]", "[)", "(]", "()"]
 
 
 class SequentialRecord(BaseModel):
@@ -56,6 +60,24 @@ class Verdict(BaseModel):
         description="The interval the test inverts: 't', 'Welch t', 'order statistics (sign test)', "
         "'exact Walsh-average (Hodges-Lehmann)', 'Clopper-Pearson', 'exact (every seed equal)', ..."
     )
+    ci_bounds: Bounds = Field(
+        "[]",
+        description="Which ends the interval holds: '[' and ']' hold their end, '(' and ')' do not. A "
+        "discrete test can reject at an end itself (a seed on the threshold counts against the claim), so a "
+        "threshold on an excluded end is outside the interval: it excludes the threshold exactly when the test "
+        "rejects there.",
+    )
+    ci_low_adjusted: float | None = Field(
+        None, description="The interval at the Holm level that decides (ci_level_adjusted), within the family."
+    )
+    ci_high_adjusted: float | None = None
+    ci_level_adjusted: float | None = Field(
+        None,
+        description="Two-sided level 1 - 2*alpha_j of the Holm step that decides the member (holm_levels); "
+        "None when judged alone, for an error and for a sequential claim.",
+    )
+    ci_method_adjusted: str | None = Field(None, description="ci_method of the interval at the Holm level.")
+    ci_bounds_adjusted: Bounds | None = Field(None, description="ci_bounds of the interval at the Holm level.")
     p_value: float | None = Field(description="Raw p of the claim's one-sided test (H0: the claim is false).")
     p_opposite: float | None = Field(description="Raw p of the opposite one-sided test (H0: the claim holds).")
     p_adjusted: float | None = Field(
@@ -75,15 +97,29 @@ class Verdict(BaseModel):
         None, description="Set for a sequential claim: p-values and interval are then anytime-valid."
     )
 
+    def interval(self, *, adjusted: bool = False, digits: int = 4) -> str | None:
+        """The interval as text, its ends bracketed as it holds them: "[0.78, 0.883)"; None without one.
+
+        ``adjusted``: the interval at the Holm level that decides, instead of the one at the raw level.
+        """
+        low, high, bounds = (
+            (self.ci_low_adjusted, self.ci_high_adjusted, self.ci_bounds_adjusted)
+            if adjusted
+            else (self.ci_low, self.ci_high, self.ci_bounds)
+        )
+        if low is None or high is None or bounds is None:
+            return None
+        return f"{bounds[0]}{low:.{digits}g}, {high:.{digits}g}{bounds[1]}"
+
     def summary(self) -> str:
         """One line for a pytest failure or a table cell: outcome, estimate [ci], threshold, test, p."""
         if self.outcome == "error" or self.estimate is None:
             return f"{self.message} ({self.test})"
-        ci = (
-            ""
-            if self.ci_low is None or self.ci_high is None
-            else (f" [{self.ci_low:.4g}, {self.ci_high:.4g}] ({self.ci_level:.0%} {self.ci_method})")
-        )
+        raw = self.interval()
+        ci = "" if raw is None else f" {raw} ({level_text(self.ci_level)} {self.ci_method})"
+        held = self.interval(adjusted=True)
+        if held is not None and self.ci_level_adjusted is not None:
+            ci += f", {held} at the Holm level {level_text(self.ci_level_adjusted)}"
         p = "n/a" if self.p_value is None else f"{self.p_value:.3g}"
         if self.p_adjusted is not None:
             p += f", Holm p={self.p_adjusted:.3g} over {self.family_size} in {self.family}"
@@ -91,6 +127,11 @@ class Verdict(BaseModel):
             f"{self.outcome}: estimate {self.estimate:.4g}{ci} vs {self.threshold:.4g}; "
             f"{self.test} p={p} (alpha {self.alpha:g}, n={self.n})"
         )
+
+
+def level_text(level: float) -> str:
+    """A two-sided level as a percentage with the digits it needs: 98%, 99.78%."""
+    return f"{100 * level:.4g}%"
 
 
 class _BadData(Exception):
@@ -168,10 +209,68 @@ def _judge(a: Any, *, test: str, estimate: float, ci: tuple[float, float, str], 
     shortfall = _shortfall(units, a.alpha)
     return _verdict(
         outcome=outcome, test=test, estimate=float(estimate), ci_low=float(ci[0]), ci_high=float(ci[1]),
-        ci_level=1 - 2 * a.alpha, ci_method=ci[2], p_value=float(p), p_opposite=float(p_opp), alpha=a.alpha,
+        ci_level=1 - 2 * a.alpha, ci_method=ci[2], ci_bounds=_bounds(a, ci), p_value=float(p),
+        p_opposite=float(p_opp), alpha=a.alpha,
         n=n, units=units, threshold=float(threshold), tested=claim, shortfall=shortfall,
         message=_message(outcome, claim, p, p_opp, a.alpha, n, False, shortfall),
     )  # fmt: skip
+
+
+def _bounds(a: Any, ci: tuple[float, float, str]) -> Bounds:
+    """Which ends the interval holds (see Verdict.ci_bounds).
+
+    Under the sign test (and for every seed equal, decided by it) a seed on the threshold counts
+    against the claim: the claim's test rejects for a threshold strictly beyond the end on its side,
+    the opposite test for one on or beyond the other end. An end of an exact Walsh-average interval
+    carries its own (:class:`repro.stats_exact._End`); every other interval is closed.
+    """
+    if ci[2] in _SIGN_INTERVALS and not isinstance(a, Equivalent):
+        return "[)" if _claim_sign(a) > 0 else "(]"
+    low, high = (bool(getattr(end, "excluded", False)) for end in ci[:2])
+    return f"{'(' if low else '['}{')' if high else ']'}"  # type: ignore[return-value]
+
+
+def _claim_sign(a: Any) -> int:
+    """+1 where the claim is that a location lies above its threshold, -1 below."""
+    if isinstance(a, Less) or getattr(a, "direction", None) == "less":
+        return -1
+    return 1
+
+
+def holm_levels(p_values: Sequence[float], alphas: Sequence[float]) -> list[float]:
+    """The level at which Holm's step-down decides each of a family's tests (``alphas``: each test's own).
+
+    A test Holm rejects (adjusted p < alpha) is rejected at the step of its rank j (1-based, in the
+    order :func:`holm` sorts): alpha / (m - j + 1), and its raw p lies below that. A test it does not
+    reject is decided where the step-down stopped, after r rejections: alpha / (m - r), and its raw p
+    lies at or above that (Holm is monotone: every p after the first one kept is as large). So a test
+    at its level rejects exactly when the adjusted p does, the step-down's monotonicity included; its
+    interval at 1 - 2 * level excludes the threshold exactly when the adjusted verdict says so (the
+    levels of simultaneous intervals compatible with Holm, Strassburger and Bretz 2008).
+    """
+    adjusted = holm(p_values)
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rank = {i: r for r, i in enumerate(order)}  # 0-based
+    m = len(p_values)
+    levels = []
+    for i, alpha in enumerate(alphas):
+        if adjusted[i] < alpha:
+            levels.append(alpha / (m - rank[i]))
+        else:
+            rejected = sum(1 for q in adjusted if q < alpha)
+            levels.append(alpha / (m - rejected))
+    return levels
+
+
+def deciding_alpha(outcome: str, alpha: float, alpha_opposite: float) -> float:
+    """The one-sided level whose 1 - 2*alpha interval agrees with an adjusted outcome: the claim's Holm
+    level when reproduced, the opposite's when not reproduced, the smaller of the two when neither
+    rejects (so neither end excludes the threshold)."""
+    if outcome == "reproduced":
+        return alpha
+    if outcome == "not_reproduced":
+        return alpha_opposite
+    return min(alpha, alpha_opposite)
 
 
 def adjust(verdict: Verdict, *, p_adjusted: float, p_opposite_adjusted: float, family: str, family_size: int,

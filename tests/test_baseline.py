@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from repro import baseline
+from repro import baseline, preregistration
 from repro.cli import app
 from repro.errors import BaselineError
 from repro.load import load_claims
@@ -149,7 +149,8 @@ def _committed(claim_set, **verdicts: str) -> baseline.Baseline:
     rows = {}
     for claim in claim_set:
         verdict = verdicts.get(claim.id.split(".")[1], claim.expected("ci"))
-        rows[claim.id] = _row(claim.id, verdict=verdict, declared=baseline.declared(claim))
+        rows[claim.id] = _row(claim.id, verdict=verdict, declared=baseline.declared(claim),
+                              notes=preregistration.note_digests(claim))  # fmt: skip
     return baseline.Baseline("ci", rows, "verdicts.json")
 
 
@@ -192,36 +193,68 @@ def test_preregistration_every_claim_in_the_baseline_and_no_stale_rows(tmp_path)
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "word"),
+    ("old", "new", "path", "before", "after"),
     [
-        ("threshold = 0.0", "threshold = 0.2", "threshold"),
-        ("alpha = 0.01", "alpha = 0.05", "alpha"),
-        ("seeds = 10", "seeds = 11", "seeds"),  # at ci
-        ("seeds = 12", "seeds = 14", "seeds"),  # at full
-        ('expect = "reproduced"', 'expect = "inconclusive"\nfinding = "underpowered"', "expect"),
-        ("seeds = 12", "seeds = 12\nseed = 7", "root seed"),  # new seeds, as a new count draws
+        ("threshold = 0.0", "threshold = 0.2", "assertion.threshold", 0.0, 0.2),
+        ("alpha = 0.01", "alpha = 0.05", "assertion.alpha", 0.01, 0.05),
+        ("seeds = 12", "seeds = 12\nseed = 7", "seed", 0, 7),  # new seeds, as a new count draws
+        ('metric = "value"', 'metric = "value"\nfamily = "demo.alone"', "family", "unset", "demo.alone"),
+        ('metric = "value"', 'metric = "value"\ncontrol = true', "control", False, True),
     ],
 )
-def test_preregistration_a_changed_field_needs_a_note_naming_it(tmp_path, old, new, word):
-    before = _claims(tmp_path, claim_text(), "before")
-    committed = _committed(before)
+def test_preregistration_a_changed_field_needs_a_note_giving_it(tmp_path, old, new, path, before, after):
+    """Each declared field moves only with a new note whose fields give it, with exactly its before and after."""
+    committed = _committed(_claims(tmp_path, claim_text(), "before"))
     body = claim_text().replace(old, new, 1)
     assert body != claim_text()
-    after = _claims(tmp_path, body, "after")
-    if word == "expect":  # the new expect is also what the baseline's verdict must now equal
-        committed.rows["demo.mean-positive"] = committed.rows["demo.mean-positive"].model_copy(
-            update={"verdict": "inconclusive"}
+    (problem,) = baseline.preregistration_problems(_claims(tmp_path, body, "after"), committed)
+    assert problem.startswith(f"demo.mean-positive: {path} changed from") and "no new change note" in problem
+    naming_only = (
+        f'{{ date = 2024-05-01, what = "{path}: old -> new", why = "the source says so", before = "reproduced" }}'
+    )
+    wrong = json.dumps(after + 1 if isinstance(after, (int, float)) and not isinstance(after, bool) else "other")
+    cases = (
+        (naming_only, 1),  # a note that names the field in words is not enough
+        (f'{naming_only[:-2]}, fields = {{ "{path}" = [{json.dumps(before)}, {wrong}] }} }}', 2),  # wrong after
+        (f'{naming_only[:-2]}, fields = {{ "{path}" = [{json.dumps(before)}, {json.dumps(after)}] }} }}', 0),
+    )
+    for index, (note, left) in enumerate(cases):
+        annotated = _claims(
+            tmp_path, body.replace("[claim.scales.ci]", f"changed = [{note}]\n[claim.scales.ci]"), f"n{index}"
         )
-    problems = baseline.preregistration_problems(after, committed)
-    assert len(problems) == (2 if word == "expect" else 1)  # expect moves at ci and at full
-    for problem in problems:
-        assert f"no 'changed' note naming '{word}'" in problem and problem.startswith("demo.mean-positive:")
-    for what, left in (("statement reworded", len(problems)), (f"{word}: old -> new", 0)):
-        note = (
-            f'changed = [{{ date = 2024-05-01, what = "{what}", why = "the source says so", before = "reproduced" }}]'
-        )
-        annotated = _claims(tmp_path, body.replace("[claim.scales.ci]", f"{note}\n[claim.scales.ci]"), f"n{left}")
-        assert len(baseline.preregistration_problems(annotated, committed)) == left
+        problems = baseline.preregistration_problems(annotated, committed)
+        assert len(problems) == left, problems
+
+
+def _noted(body: str, extra: str, before_ci: str = "") -> str:
+    """``body`` with one change note (its ``fields`` and any other keys in ``extra``) before its ci scale."""
+    note = (
+        f'{{ date = 2024-05-01, what = "seeds at ci 10 -> 14", why = "repro plan asks 14", before = "rep", {extra} }}'
+    )
+    return body.replace("[claim.scales.ci]", f"{before_ci}changed = [{note}]\n[claim.scales.ci]")
+
+
+def test_preregistration_seeds_raised_on_the_same_root_need_a_reason(tmp_path):
+    committed = _committed(_claims(tmp_path, claim_text(), "before"))
+    body = claim_text().replace("seeds = 10", "seeds = 14", 1)  # at ci
+    raised = _claims(tmp_path, _noted(body, 'fields = { "seeds.ci" = [10, 14] }'), "raised")
+    (problem,) = baseline.preregistration_problems(raised, committed)
+    assert "raised 10 -> 14 on the same root seed 0" in problem and "root_seed_kept" in problem
+    fresh = _noted(body, 'fields = { "seeds.ci" = [10, 14], "seed" = [0, 99] }', before_ci="seed = 99\n")
+    assert baseline.preregistration_problems(_claims(tmp_path, fresh, "fresh"), committed) == []
+    kept = _noted(body, 'fields = { "seeds.ci" = [10, 14] }, root_seed_kept = "the first ten were never looked at"')
+    assert baseline.preregistration_problems(_claims(tmp_path, kept, "kept"), committed) == []
+
+
+def test_preregistration_a_note_the_baseline_has_seen_is_never_deleted_or_edited(tmp_path):
+    note = '{ date = 2024-05-01, what = "statement reworded", why = "the source says so", before = "reproduced" }'
+    body = claim_text().replace("[claim.scales.ci]", f"changed = [{note}]\n[claim.scales.ci]")
+    committed = _committed(_claims(tmp_path, body, "before"))
+    assert baseline.preregistration_problems(_claims(tmp_path, body, "same"), committed) == []
+    (problem,) = baseline.preregistration_problems(_claims(tmp_path, claim_text(), "deleted"), committed)
+    assert "1 change note(s) the baseline has seen are gone or edited" in problem
+    edited = _claims(tmp_path, body.replace("the source says so", "the source says otherwise"), "edited")
+    assert "gone or edited" in baseline.preregistration_problems(edited, committed)[0]
 
 
 def test_preregistration_a_skipped_claim_is_skipped_in_the_baseline(tmp_path):
@@ -347,3 +380,30 @@ def test_the_metrics_digest_sees_the_last_bit_of_one_seed(tmp_path):
     assert digest(values) == digest(list(values))
     assert digest(values) != digest([0.5, math.nextafter(1.25, 2.0), 0.75])
     assert digest(values) != digest([1.25, 0.5, 0.75])  # which seed holds which value counts
+
+
+def test_a_row_keeps_the_interval_at_the_holm_level_beside_the_raw_one(tmp_path):
+    row = _row(ci_low_adjusted=0.7000000001, ci_high_adjusted=1.3, ci_level_adjusted=1 - 2 * 0.01 / 3)
+    assert (row.ci_low_adjusted, row.ci_high_adjusted, row.ci_level_adjusted) == (0.7, 1.3, 0.993333)
+    assert baseline.read(baseline.write(tmp_path / "v.json", [row], "ci")).rows["demo.a"] == row
+    assert _row().ci_low_adjusted is None  # judged alone, or a baseline written before the field
+
+
+def test_preregistration_rows_from_before_note_digests_take_notes_named_in_words(tmp_path):
+    """A row written before rows held note digests (and notes written before ``fields``): the fields it holds
+    are compared, and a note whose ``what`` names the moved field in words registers it, as it did then."""
+    before = _claims(tmp_path, claim_text(), "before")
+    committed = _committed(before)
+    old = {key: value for key, value in baseline.declared(before.claims[0]).items() if key in ("assertion", "seeds")}
+    committed.rows["demo.mean-positive"] = committed.rows["demo.mean-positive"].model_copy(
+        update={"declared": old, "notes": None}
+    )
+    body = claim_text().replace("seeds = 10", "seeds = 14", 1)
+    (problem,) = baseline.preregistration_problems(_claims(tmp_path, body, "bare"), committed)
+    assert "seeds.ci changed from 10 to 14" in problem
+    note = '{ date = 2024-05-01, what = "seeds at ci 10 -> 14", why = "repro plan asks 14", before = "reproduced" }'
+    worded = body.replace("[claim.scales.ci]", f"changed = [{note}]\n[claim.scales.ci]")
+    assert baseline.preregistration_problems(_claims(tmp_path, worded, "worded"), committed) == []
+    own = _claims(tmp_path, body.replace('metric = "value"', 'metric = "value"\nfamily = "demo.own"'), "family")
+    (problem,) = baseline.preregistration_problems(own, committed)
+    assert "seeds.ci changed" in problem  # family is not in the old row: not compared; the seeds still are

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from repro.cli import app
@@ -62,3 +63,25 @@ def test_run_writes_json(tmp_path):
     assert runner.invoke(app, ["run", "--claims", str(good), "--device", "cpu", "--json", str(out)]).exit_code == 0
     (entry,) = json.loads(out.read_text())
     assert entry["id"] == "demo.mean-positive" and entry["outcome"] == "reproduced"
+
+
+def test_run_table_shows_the_interval_at_the_raw_and_at_the_holm_level(tmp_path):
+    from rich.console import Console
+
+    from repro import stats
+    from repro.cli_tables import verdict_table
+    from repro.judge import ClaimRun
+    from repro.load import load_claims
+
+    claim = load_claims(write_claims(tmp_path / "c", claim_text())).claims[0]
+    v = stats.decide(claim.assertion, {"main": np.array([0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0, 3.0, 3.5])})
+    held = v.model_copy(update={"p_adjusted": 0.02, "p_opposite_adjusted": 1.0, "family": "demo.test",
+                                "family_size": 3, "ci_low_adjusted": -0.25, "ci_high_adjusted": 4.25,
+                                "ci_level_adjusted": 1 - 2 * 0.01 / 3, "ci_bounds_adjusted": "[]"})  # fmt: skip
+    console = Console(width=400, record=True)
+    console.print(verdict_table([ClaimRun(claim, "ci", held, list(range(10)))], "t"))
+    text = console.export_text()
+    assert f"{v.interval(digits=3)} raw 98%; [-0.25, 4.25] at the Holm level 99.33%" in text
+    console = Console(width=400, record=True)
+    console.print(verdict_table([ClaimRun(claim, "ci", v, list(range(10)))], "t"))
+    assert "Holm level" not in console.export_text()  # judged alone: one interval

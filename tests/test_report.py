@@ -163,7 +163,10 @@ def test_summary_table(built):
     assert float(positive["p (Holm)"]) >= float(positive["p"]) > 0  # raw and adjusted side by side
     calibration = filled_families(rows)
     assert positive["family"] == calibration["calibration.greater.positive"]
-    assert positive["estimate [CI]"].count("[") == 1
+    assert positive["estimate [CI]"].count("[") == 1  # a control, judged alone: one interval, at the raw level
+    pentagon = dict(zip(header, rows["tiny.tms.pentagon"][1], strict=True))
+    # in a family: the interval at the raw level and the one at the Holm level that decides, each labelled
+    assert pentagon["estimate [CI]"].count(" raw") == 1 and pentagon["estimate [CI]"].endswith(" Holm")
     negative = dict(zip(header, rows["calibration.greater.negative"][1], strict=True))
     # a negative control; no full-scale run of it exists, so its full-scale expectation is marked a prediction
     assert negative["verdict"] == "not reproduced ✓ as expected full scale: expected not reproduced (predicted)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from repro import registry
@@ -139,3 +141,42 @@ def test_the_sequential_design_is_part_of_the_code_free_declaration(tmp_path):
     claim = _claims(tmp_path, ("pos", 1.0, "reproduced")).get("demo.pos")
     assert declared(claim)["sequential"]["batch"] == 4
     assert registry.get(claim.experiment).name == "calibration.normal"
+
+
+# -- data that contradict the method's assumption: 'error' for that claim, never a pass --------------
+def test_values_outside_the_betting_bounds_are_an_error_for_that_claim_and_the_others_run_on(tmp_path):
+    # N(1, 0.5) draws: about 2 in 100 lie above 2, so a 40-seed run meets one; the other claim is sign
+    bad = _claims(tmp_path / "bad", ("pos", 1.0, "reproduced"), extra=', method = "betting", bounds = [-1.0, 2.0]')
+    good = _claims(tmp_path / "good", ("neg", -1.0, "not_reproduced")).get("demo.neg")
+    claims, store = [bad.get("demo.pos"), good], Store(tmp_path / "s")
+    runs = run_claims(claims, "ci", store=store, executor=LocalExecutor("cpu", workers=1))
+    verdict = runs[0].verdict
+    assert verdict.outcome == "error", verdict.message
+    assert "outside the claim's bounds [-1, 2]" in verdict.message and "(arm 'main', seed " in verdict.message
+    assert runs[1].verdict.outcome == "not_reproduced", runs[1].verdict.message
+    stored = _stored(store, claims[0])
+    assert stored < 40 and seeds_wanted(claims[0], "ci", store) == stored  # the run stopped at the bad batch
+    judged = judge_all([claims[0]], "ci", store, bad)  # judging alone, from the store, does not raise either
+    assert judged[0].verdict.outcome == "error" and "bounds [-1, 2]" in judged[0].verdict.message
+
+
+def test_a_spread_above_the_declared_sigma_is_an_error_not_reproduced(tmp_path):
+    # sd 0.5 declared as sigma 0.1: the mixture crosses at once, the chi-square test of sd <= sigma rejects
+    claim = _claims(tmp_path, ("pos", 1.0, "reproduced"), extra=', method = "subgaussian", sigma = 0.1').get("demo.pos")
+    run = run_claim(claim, "ci", store=Store(tmp_path / "s"), device="cpu")
+    v = run.verdict
+    assert v.outcome == "error" and v.p_value is None, v.message
+    assert re.search(r"sigma = 0\.1: their sd is 0\.\d+ over \d+ seeds", v.message), v.message
+    assert "e-process" in v.test
+    assert v.sequential is not None and v.sequential.seeds_used == v.n < 40  # where it stopped, kept
+
+
+def test_both_e_processes_crossing_is_an_error_never_reproduced(tmp_path):
+    # mean 0, sd 0.5 declared as sigma 0.01: the walk crosses both mixtures' boundaries within seven seeds
+    claim = _claims(tmp_path, ("edge", 0.0, "inconclusive"), extra=', method = "subgaussian", sigma = 0.01')
+    run = run_claim(claim.get("demo.edge"), "ci", store=Store(tmp_path / "s"), device="cpu")
+    v = run.verdict
+    assert v.outcome == "error", v.message
+    assert "both the claim's and the opposite e-process crossed 1/alpha: the data contradict the method's " \
+           "assumption" in v.message  # fmt: skip
+    assert v.sequential.e_value >= 100 and v.sequential.e_opposite >= 100

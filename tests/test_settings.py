@@ -212,6 +212,8 @@ def test_a_full_scale_expectation_is_measured_only_by_a_full_run_of_the_claim_as
     assert baseline.full_status(claim, None) == "predicted"
     assert baseline.full_status(claim, _full_row(claims, claim)) == "measured"
     assert baseline.full_status(claim, _full_row(claims, claim, verdict="not_run")) == "predicted"
+    # a run of the claim as declared that gave another verdict contradicts the expectation; it does not measure it
+    assert baseline.full_status(claim, _full_row(claims, claim, verdict="inconclusive")) == "contradicted"
     assert baseline.full_status(claim, _full_row(claims, claim, params_digest="0" * 16)) == "predicted"
     assert baseline.full_status(claim, _full_row(claims, claim, code_version="0" * 16)) == "predicted"
     other = _load(tmp_path, SETTING, _claim(params=IN_SETTING.replace("steps = 10000", "steps = 10000\nn_r = 50")))

@@ -19,7 +19,7 @@ import base64
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,18 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from repro import baseline, fragility, registry, stats
+from repro import baseline, fragility, preregistration, registry, stats
 from repro._version import __version__
 from repro.baseline import status_of
 from repro.claim import Claim, Difference, Equivalent, Greater, Less, Proportion, Source, Trend
+from repro.errors import BaselineError
 from repro.fragility import Margin
 from repro.judge import ClaimRun, judge_all
 from repro.load import ClaimSet, resolve_params
 from repro.report.cache import FigureCache
 from repro.report.figures import RenderedFigure, observed_figure, render_figures, sequence_figure
 from repro.settings import Departure
+from repro.stats_verdict import level_text
 from repro.store import Store, StoredResult
 
 __all__ = ["STATUSES", "build_report", "status_of"]
@@ -134,7 +136,7 @@ class Entry:
     setting: tuple[str, str] | None = None  # (name, title) of the source's setting the claim runs in
     departures: list[Departure] = field(default_factory=list)  # from that setting, at this scale
     setting_departures: dict[str, str] = field(default_factory=dict)  # what the experiment cannot express
-    full_expect: str | None = None  # measured / predicted: the full-scale expectation
+    full_expect: str | None = None  # measured / contradicted / predicted: the full-scale expectation
     params: list[tuple[str, bool, list[tuple[str, str]]]] = field(default_factory=list)
     provenance: list[tuple[str, str]] = field(default_factory=list)
     figures: list[RenderedFigure] = field(default_factory=list)
@@ -153,7 +155,8 @@ class Entry:
         """'full scale: not reproduced (predicted)' where the full-scale expectation is not measured."""
         if self.full_expect is None:
             return None
-        return f"full scale: expected {self.claim.expected('full').replace('_', ' ')} ({self.full_expect})"
+        status = "contradicted by the full-scale run" if self.full_expect == "contradicted" else self.full_expect
+        return f"full scale: expected {self.claim.expected('full').replace('_', ' ')} ({status})"
 
     @property
     def source_url(self) -> str | None:
@@ -167,13 +170,25 @@ class Entry:
 
     @property
     def ci(self) -> str:
-        v = self.verdict
-        return "—" if v.ci_low is None or v.ci_high is None else f"[{v.ci_low:.4g}, {v.ci_high:.4g}]"
+        """The interval at the raw level, its ends bracketed as it holds them: [a, b], [a, b), (a, b]."""
+        return self.verdict.interval() or "—"
 
     @property
     def ci_about(self) -> str:
         v = self.verdict
-        return "" if v.ci_low is None else f"{v.ci_level:.0%} {v.ci_method}"
+        return "" if v.ci_low is None else f"{level_text(v.ci_level)} {v.ci_method}"
+
+    @property
+    def ci_adjusted(self) -> str | None:
+        """The interval at the Holm level that decides, within a family; None when judged alone."""
+        return self.verdict.interval(adjusted=True)
+
+    @property
+    def ci_adjusted_about(self) -> str:
+        v = self.verdict
+        if v.ci_level_adjusted is None:
+            return ""
+        return f"{level_text(v.ci_level_adjusted)} {v.ci_method_adjusted or v.ci_method}"
 
     @property
     def threshold(self) -> str:
@@ -307,14 +322,6 @@ def _numerics_text(info: Any) -> str:
     return text + (f": {', '.join(parts)}" if parts else "")
 
 
-def _full_expect(run: ClaimRun, full: baseline.Baseline | None) -> str | None:
-    if run.claim.skipped("full"):
-        return None
-    if run.scale == "full":
-        return "measured" if status_of(run) in ("reproduced", "not_reproduced", "inconclusive") else "predicted"
-    return baseline.full_status(run.claim, full)
-
-
 def _params(claim: Claim, run: ClaimRun) -> list[tuple[str, bool, list[tuple[str, str]]]]:
     """(arm, as run?, sorted (name, value) rows) per arm: stored params, else the declared ones."""
     out = []
@@ -354,7 +361,7 @@ def _entry(
         setting=None if setting is None else (setting[0], setting[1].title),
         departures=[d for d in claim_set.departures(claim) if d.scale == run.scale],
         setting_departures={} if setting is None else dict(setting[1].departures),
-        full_expect=_full_expect(run, full),
+        full_expect=baseline.full_expect_of(run, full),
         params=_params(claim, run),
         provenance=_provenance(stored),
     )
@@ -447,9 +454,36 @@ def build_report(claim_set: ClaimSet, store: Store, scale: str, out_dir: Path) -
         csp=f"default-src 'none'; img-src data:; style-src {_csp_hash(style)}; script-src {_csp_hash(script)}; "
         "base-uri 'none'; form-action 'none'",
     )
+    rows = baseline.rows(runs, margins, full)
+    _refuse_unregistered_changes(out_dir / "verdicts.json", rows, runs, scale)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = out_dir / "index.html"
     index.write_bytes(html.encode("utf-8"))
     (out_dir / "results.json").write_bytes(_results_json(entries, scale, counts).encode("utf-8"))
-    baseline.write(out_dir / "verdicts.json", baseline.rows(runs, margins, full), scale)
+    baseline.write(out_dir / "verdicts.json", rows, scale)
     return index
+
+
+def _refuse_unregistered_changes(
+    path: Path, rows: Sequence[baseline.Row], runs: Sequence[ClaimRun], scale: str
+) -> None:
+    """Refuse to overwrite a committed baseline with rows whose declaration moved without a change note
+    that gives each moved field's before and after, or that lost a note the baseline has seen
+    (:func:`repro.preregistration.problems`); nothing is written then."""
+    if not path.is_file():
+        return
+    try:
+        committed = baseline.read(path)
+    except BaselineError:
+        return  # an unreadable or foreign file: the write replaces it, as before
+    if committed.scale != scale:
+        return
+    claims = {run.claim.id: run.claim for run in runs}
+    problems = [
+        problem
+        for row in rows
+        if (old := committed.rows.get(row.id)) is not None
+        for problem in preregistration.problems(claims[row.id], old.declared, old.notes)
+    ]
+    if problems:
+        raise BaselineError(f"{path}: refusing to overwrite the baseline: " + "; ".join(problems))
