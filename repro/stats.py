@@ -13,9 +13,11 @@ excludes the threshold" and "the test rejects" agree: a t interval for t-tests (
 for equivalence), an order-statistic interval for the median under the sign test, the Walsh-average
 interval under the signed-rank test, Clopper-Pearson for a binomial fraction.
 
-Ties: a seed exactly on the threshold does not satisfy a strict claim, so the sign tests count it
-against the claim (they test P(X beyond t) > 1/2 with ties in n); the verdicts are monotone in the
-seeds. ``docs/statistics.md`` records each test's false-reproduction rate at its boundary.
+Ties: a seed exactly on the threshold, or within the rounding error of the arithmetic that made it
+(:func:`repro.stats_exact.beyond`: 0.93 - 0.91 against a margin of 0.02 is on it), does not satisfy a
+strict claim, so the sign tests count it against the claim (they test P(X beyond t) > 1/2 with ties
+in n); the verdicts are monotone in the seeds. ``docs/statistics.md`` records each test's
+false-reproduction rate at its boundary.
 
 This module holds :func:`decide` and the kinds; the exact primitives they call (sign and
 signed-rank tests, order-statistic and Walsh intervals, the binomial and permutation tests) live in
@@ -44,6 +46,7 @@ from repro.stats_exact import (
     _perm,
     _spearman,
     _walsh_interval,
+    beyond,
     sign_test,
     signed_rank_test,
 )
@@ -109,7 +112,7 @@ def _location(a: Greater | Less, values: Mapping[str, np.ndarray], sweep: Any) -
     thr, n, level = a.threshold, x.size, 1 - 2 * a.alpha
     method = a.method or "t"
     if method != "sign" and np.all(x == x[0]):
-        return _constant(a, float(x[0]), sign * (x[0] - thr) > 0, n, thr, f"every seed's value {word} {thr:g}")
+        return _constant(a, float(x[0]), bool(beyond(x[0], thr, sign)), n, thr, f"every seed's value {word} {thr:g}")
     if method == "t":
         result = stats.ttest_1samp(x, thr)  # two-sided: its interval at 1 - 2*alpha bounds each one-sided test
         _finite_statistic(result.statistic)
@@ -137,10 +140,11 @@ def _one_sided(t: float, df: float, sign: int) -> tuple[float, float]:
     return (upper, lower) if sign > 0 else (lower, upper)
 
 
-def _sign_verdict(a: Any, x: np.ndarray, sign: int, thr: float, claim: str, *,
-                  test: str = _SIGN) -> Verdict:  # fmt: skip
-    """The exact sign test of "more than half the seeds lie strictly beyond thr" (ties count against)."""
-    k, n = int(np.sum(sign * (x - thr) > 0)), x.size
+def _sign_verdict(a: Any, x: np.ndarray, sign: int, thr: float, claim: str, *, test: str = _SIGN,
+                  operands: np.ndarray | None = None) -> Verdict:  # fmt: skip
+    """The exact sign test of "more than half the seeds lie strictly beyond thr" (ties, and values
+    within rounding error of thr, count against; ``operands``: what each value was computed from)."""
+    k, n = int(np.sum(beyond(x, thr, sign, operands))), x.size
     p, p_opp = sign_test(k, n)
     low, high, method = _median_interval(x, a.alpha)
     return _judge(
@@ -156,13 +160,15 @@ def _proportion(a: Proportion, values: Mapping[str, np.ndarray], sweep: Any) -> 
         raise ValueError(f"arm 'main' must have shape (n_seeds,) or (n_seeds, K); got shape {x.shape}")
     _need(x.shape[0], 2, "seeds")
     op, v, tol = a.predicate.op, a.predicate.value, a.predicate.tolerance
+    # A value within rounding error of v (or of v +- tol) is on it: it satisfies ">=", "<=" and "==".
     hits = {
-        ">": x > v, ">=": x >= v, "<": x < v, "<=": x <= v,
-        "==": np.abs(x - v) <= tol, "!=": np.abs(x - v) > tol,
+        ">": beyond(x, v, 1), ">=": ~beyond(x, v, -1), "<": beyond(x, v, -1), "<=": ~beyond(x, v, 1),
+        "==": ~beyond(np.abs(x - v), tol, 1, np.maximum(np.abs(x), abs(v))),
+        "!=": beyond(np.abs(x - v), tol, 1, np.maximum(np.abs(x), abs(v))),
     }[op]  # fmt: skip
     p0 = a.min_fraction
     if x.ndim == 2:  # cells of one seed share a model: the seed's fraction is the observation
-        fractions = hits.mean(axis=1)  # (n_seeds,)
+        fractions = np.asarray(hits.mean(axis=1))  # (n_seeds,)
         return _sign_verdict(
             a, fractions, 1, p0, f"more than half the seeds have more than {p0:g} of their cells with value {op} {v:g}",
             test=_SIGN + " on per-seed fractions of cells",
@@ -210,10 +216,12 @@ def _difference(a: Difference, values: Mapping[str, np.ndarray], sweep: Any) -> 
     if a.paired:
         d = x - y  # (n_seeds,)
         _need(d.size, 2, "seeds")
+        operands = np.maximum(np.abs(x), np.abs(y))  # d's rounding error is relative to these
         if method == "sign":
-            return _sign_verdict(a, d, sign, m, f"median {a.a} - {a.b} {word} {m:g}")
+            return _sign_verdict(a, d, sign, m, f"median {a.a} - {a.b} {word} {m:g}", operands=operands)
         if np.all(d == d[0]):
-            return _constant(a, float(d[0]), sign * (d[0] - m) > 0, d.size, m, f"every seed's difference ({claim})")
+            holds = bool(np.all(beyond(d, m, sign, operands)))
+            return _constant(a, float(d[0]), holds, d.size, m, f"every seed's difference ({claim})")
         paired_t = stats.ttest_1samp(d, m)  # the same test as ttest_rel(x - m, y), with its interval
         low, high = paired_t.confidence_interval(level)
         estimate, ci, n, constant = float(d.mean()), (low, high, "t"), d.size, False
@@ -235,8 +243,13 @@ def _difference(a: Difference, values: Mapping[str, np.ndarray], sweep: Any) -> 
         p, p_opp = _one_sided(result.statistic, result.df, sign)
         test = "scipy.stats.ttest_rel" if a.paired else "scipy.stats.ttest_ind (Welch)"
     else:
-        p, p_opp = (_perm(x - m, y, alt, paired=a.paired) for alt in (side, other))
-        test = "scipy.stats.permutation_test" + (f" ({_exactness(x, y)}; each arm constant)" if constant else "")
+        # Unpaired: permute Welch's t (studentized), not the mean difference, unless both arms are constant.
+        studentized = not a.paired and not constant
+        shifted = _shifted(x, y, -m) if constant else x - m
+        p, p_opp = (_perm(shifted, y, alt, paired=a.paired, studentized=studentized) for alt in (side, other))
+        test = "scipy.stats.permutation_test" + (
+            f" ({_exactness(x, y)}; each arm constant)" if constant else " (Welch t statistic)" if studentized else ""
+        )
         if not constant:
             ci = (ci[0], ci[1], ci[2] + " (the permutation test's own interval is not computed)")
     return _judge(a, test=test, estimate=estimate, ci=ci, p=p, p_opp=p_opp, n=n, threshold=m, claim=claim,
@@ -256,7 +269,8 @@ def _equivalent(a: Equivalent, values: Mapping[str, np.ndarray], sweep: Any) -> 
         d = x - y  # (n_seeds,)
         _need(d.size, 2, "seeds")
         if np.all(d == d[0]):  # identical arms, or a constant offset: exact sign test
-            return _constant(a, float(d[0]), abs(d[0]) < m, d.size, m, f"every seed's difference ({claim})")
+            holds = bool(np.all(beyond(np.abs(d), m, -1, np.maximum(np.abs(x), np.abs(y)))))
+            return _constant(a, float(d[0]), holds, d.size, m, f"every seed's difference ({claim})")
         low, high = stats.ttest_1samp(d, 0.0).confidence_interval(level)
         estimate, ci, n = float(d.mean()), (low, high, "t (the TOST interval)"), d.size
         p, (t1, p1, _), (t2, p2, _) = ttost_paired(x, y, -m, m)
@@ -265,11 +279,12 @@ def _equivalent(a: Equivalent, values: Mapping[str, np.ndarray], sweep: Any) -> 
         _need(min(x.size, y.size), 2, "seeds in each arm")
         estimate, n = float(x.mean() - y.mean()), x.size + y.size
         if np.all(x == x[0]) and np.all(y == y[0]):  # Welch is 0/0; exact permutation TOST
-            inside = max(_perm(x + m, y, "greater", paired=False), _perm(x - m, y, "less", paired=False))
-            beyond = min(_perm(x + m, y, "less", paired=False), _perm(x - m, y, "greater", paired=False))
+            up, down = _shifted(x, y, m), _shifted(x, y, -m)  # a constant difference on a margin is a tie
+            inside = max(_perm(up, y, "greater", paired=False), _perm(down, y, "less", paired=False))
+            outside = min(_perm(up, y, "less", paired=False), _perm(down, y, "greater", paired=False))
             return _judge(
                 a, test=f"scipy.stats.permutation_test ({_exactness(x, y)} TOST; each arm constant)", estimate=estimate,
-                ci=(estimate, estimate, "exact (each arm constant)"), p=inside, p_opp=min(1.0, 2 * beyond), n=n,
+                ci=(estimate, estimate, "exact (each arm constant)"), p=inside, p_opp=min(1.0, 2 * outside), n=n,
                 threshold=m, claim=claim, units=min(x.size, y.size),
             )  # fmt: skip
         low, high = stats.ttest_ind(x, y, equal_var=False).confidence_interval(level)
@@ -311,6 +326,13 @@ def _two_arms(a: Difference | Equivalent, values: Mapping[str, np.ndarray]) -> t
 def _finite_statistic(t: float) -> None:
     if not math.isfinite(t):
         raise _BadData("the seeds differ only by rounding error, so the t statistic is undefined")
+
+
+def _shifted(x: np.ndarray, y: np.ndarray, m: float) -> np.ndarray:
+    """x + m for constant arms, snapped to y where x - y is within rounding error of -m (a tie)."""
+    scale = max(abs(x[0]), abs(y[0]))
+    on = not beyond(x[0] - y[0], -m, 1, scale) and not beyond(x[0] - y[0], -m, -1, scale)
+    return np.full(x.shape, y[0]) if on else x + m
 
 
 def _constant(a: Any, c: float, holds: bool, n: int, threshold: float, claim: str) -> Verdict:

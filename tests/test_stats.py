@@ -22,6 +22,7 @@ from hypothesis.extra.numpy import arrays
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 import repro.stats
+import repro.stats_exact
 from repro.claim import Difference, Equivalent, Greater, Less, Predicate, Proportion, Trend, min_seeds
 from repro.stats import Verdict, adjust, decide, error_verdict, holm, sign_test, signed_rank_test
 
@@ -952,3 +953,65 @@ def test_trend_never_returns_nan_or_crashes(y, direction, min_rho):
     assert_well_formed(v)
     assert v.outcome != "error" and -1.0 <= v.ci_low <= v.estimate <= v.ci_high <= 1.0
     assert_floor(v, y.shape[0])
+
+
+def test_the_unpaired_permutation_test_permutes_welchs_t():
+    x, y = rng(30).normal(1.0, 0.2, 9), rng(31).normal(0.0, 1.0, 9)
+    v = decide(difference(paired=False, method="permutation", margin=0.2), {"new": x, "old": y})
+    assert v.test == "scipy.stats.permutation_test (Welch t statistic)"
+
+    def welch(a, b, axis):
+        return scipy.stats.ttest_ind(a, b, axis=axis, equal_var=False).statistic
+
+    expected = scipy.stats.permutation_test(
+        (x - 0.2, y), welch, vectorized=True, n_resamples=9999, alternative="greater",
+        rng=np.random.default_rng(repro.stats.RANDOM_SEED),
+    ).pvalue  # fmt: skip
+    assert v.p_value == pytest.approx(expected)
+
+
+def test_every_seed_exactly_on_the_margin_in_decimal_is_on_it_not_beyond():
+    """0.93 - 0.91 = 0.020000000000000018 > 0.02 in floating point; the seeds lie on the margin."""
+    x, y = np.full(8, 0.93), np.full(8, 0.91)
+    for method in ("sign", "t", None):
+        v = decide(difference(a="x", b="y", margin=0.02, method=method), {"x": x, "y": y})
+        assert v.outcome == "not_reproduced", (method, v.message)
+    less_claim = difference(a="y", b="x", direction="less", margin=-0.02, method="sign")
+    assert decide(less_claim, {"x": x, "y": y}).outcome == "not_reproduced"
+    assert decide(difference(a="x", b="y", margin=0.02, paired=False), {"x": x, "y": y}).outcome != "reproduced"
+    assert decide(equivalent(a="x", b="y", margin=0.02), {"x": x, "y": y}).outcome == "not_reproduced"
+    # A value computed onto a threshold: 0.1 + 0.2 is 0.30000000000000004.
+    on = np.full(8, 0.1 + 0.2)
+    assert decide(greater(threshold=0.3), {"main": on}).outcome == "not_reproduced"
+    assert decide(proportion(">", 0.3), {"main": on}).outcome == "not_reproduced"
+    assert decide(proportion(">=", 0.3), {"main": on - 1e-16}).outcome == "reproduced"
+    assert decide(proportion("==", 0.3, tolerance=0.0), {"main": on}).outcome == "reproduced"
+
+
+@pytest.mark.parametrize("margin_units", [1, 100, 200, 500, 1000])
+def test_no_exact_margin_pair_of_accuracies_in_k_over_10000_counts_as_beyond(margin_units):
+    k = np.arange(margin_units, 10_001)
+    x, y, m = k / 10_000, (k - margin_units) / 10_000, margin_units / 10_000
+    naive = x - y > m  # the comparison before: a large share of exact pairs came out beyond
+    assert naive.mean() > 0.1 or margin_units == 1  # the sweep does exercise the rounding
+    for i in [*np.flatnonzero(naive)[::101], *range(0, k.size, 211)]:  # decide, through the sign test
+        v = decide(difference(a="x", b="y", margin=m, method="sign"), {"x": np.full(8, x[i]), "y": np.full(8, y[i])})
+        assert v.outcome == "not_reproduced", (x[i], y[i], m)
+    operands = np.maximum(np.abs(x), np.abs(y))
+    assert not repro.stats_exact.beyond(x - y, m, 1, operands).any()
+    assert not repro.stats_exact.beyond(y - x, -m, -1, operands).any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(threshold=st.floats(-1e6, 1e6), ulps=st.floats(16.0, 1e6), sign=st.sampled_from([1, -1]))
+def test_a_value_beyond_the_threshold_by_more_than_rounding_still_counts(threshold, ulps, sign):
+    value = threshold + sign * ulps * np.finfo(float).eps * max(abs(threshold), 1.0)
+    assert repro.stats_exact.beyond(value, threshold, sign)
+    assert not repro.stats_exact.beyond(value, threshold, -sign)
+
+
+def test_seeds_one_unit_beyond_the_margin_in_k_over_10000_still_reproduce():
+    k = np.arange(201, 10_001, 97)
+    for xi, yi in zip(k / 10_000, (k - 201) / 10_000, strict=True):  # 0.0201 apart, margin 0.02
+        v = decide(difference(a="x", b="y", margin=0.02, method="sign"), {"x": np.full(8, xi), "y": np.full(8, yi)})
+        assert v.outcome == "reproduced", (xi, yi)
