@@ -107,8 +107,9 @@ def _show(value: Any) -> str:
 def problems(claim: Claim, committed: Mapping[str, Any] | None, seen: Sequence[str] | None) -> list[str]:
     """Why ``claim``'s declaration and notes disagree with its committed baseline row; empty when they agree.
 
-    ``committed`` is the row's declaration and ``seen`` its note digests (None for a row written before
-    the baseline kept them: then only the fields it holds are compared, and only new notes can cover them).
+    ``committed`` is the row's declaration and ``seen`` its note digests. ``seen`` None is a row written
+    before the baseline kept them: then only the fields it holds are compared, every note counts as new,
+    and a note from before ``fields`` registers a field its ``what`` names in words (the old rule).
     """
     if committed is None:
         return []
