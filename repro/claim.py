@@ -27,7 +27,7 @@ import datetime
 import math
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 __all__ = [
     "ALPHA_DEFAULT",
@@ -361,6 +361,17 @@ class Change(_Strict):
 
 class Claim(_Strict):
     """One checkable sentence of a source, with the experiment and the test that decide it."""
+
+    #: The claims file that declared it (set by the loader; not a field, so not part of its identity).
+    _declared_in: str | None = PrivateAttr(default=None)
+
+    @property
+    def declared_in(self) -> str | None:
+        return self._declared_in
+
+    def mark_declared_in(self, path: str) -> None:
+        """Record the claims file (the loader's; private state survives pickling to workers)."""
+        self._declared_in = path
 
     id: str = Field(pattern=ID_PATTERN, max_length=120)
     source: str = Field(min_length=1, description="Key into the sources table.")

@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from repro import baseline
+from repro import baseline, project
 from repro._version import __version__
 from repro.claim import Claim
 from repro.cli_tables import claims_table, diff_table, plan_table, resolved_claim, schema_document, verdict_table
-from repro.errors import BaselineError, ReproError
+from repro.errors import BaselineError, ClaimsNotFoundError, ReproError
 from repro.judge import correct, family_members, seeds_wanted
 from repro.load import ClaimSet, load_claims
 from repro.store import Store
@@ -43,6 +43,10 @@ err_console = Console(stderr=True, soft_wrap=True)  # an error names a file: nev
 ClaimsOpt = Annotated[Path, typer.Option("--claims", help="A claims file or folder.")]
 ScaleOpt = Annotated[str, typer.Option("--scale", help="ci (CPU, downsized) or full (the source's setting).")]
 DEFAULT_CLAIMS = Path("claims")
+CLAIMS_HINT = (
+    'name the claims file or folder with --claims PATH, or set claims = "PATH" in a [tool.repro] table '
+    "of the project's pyproject.toml"
+)
 
 
 def _fail(exc: ReproError) -> None:
@@ -52,8 +56,13 @@ def _fail(exc: ReproError) -> None:
 
 def _load(path: Path) -> ClaimSet:
     try:
+        configured = project.current().claims
+        if path == DEFAULT_CLAIMS and configured is not None:  # [tool.repro] claims, unless --claims says
+            path = configured
         return load_claims(path)
     except ReproError as exc:
+        if isinstance(exc, ClaimsNotFoundError):  # run outside a checkout, or a mistyped --claims
+            exc = ClaimsNotFoundError([f"{exc}: {CLAIMS_HINT}"])
         _fail(exc)
         raise  # unreachable
 
@@ -69,10 +78,21 @@ def _check_scale(scale: str) -> str:
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    experiments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--experiments",
+            help="A module with experiments of your own ('module' or 'module:ATTRIBUTE', importable from the "
+            "working folder); repeatable. Also REPRO_EXPERIMENTS, or [tool.repro] experiments in pyproject.toml.",
+        ),
+    ] = None,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if experiments:  # the variable, so that the processes this one starts (pool, SLURM jobs) load them too
+        known = [s for s in os.environ.get(project.ENV_EXPERIMENTS, "").split(",") if s.strip()]
+        os.environ[project.ENV_EXPERIMENTS] = ",".join(dict.fromkeys([*known, *experiments]))
     if version:
         console.print(f"repro {__version__}")
         raise typer.Exit(0)
@@ -99,7 +119,7 @@ def show(claim_id: str, claims: ClaimsOpt = DEFAULT_CLAIMS) -> None:
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of a claims file (claims, sources, and each experiment's params)."""
+    """Print the JSON Schema of a claims file (claims, sources, each experiment's params, metrics and default tests)."""
     sys.stdout.write(json.dumps(schema_document(), indent=2) + "\n")
 
 
@@ -319,6 +339,34 @@ def report(
     )
 
 
+@app.command("export")
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="latex (results.json stays the machine format).")] = "latex",
+    scale: ScaleOpt = "ci",
+    claims: ClaimsOpt = DEFAULT_CLAIMS,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")] = None,
+) -> None:
+    """Write the stored verdicts for a paper to quote: LaTeX macros repro{ID}{FIELD} and a table of every claim."""
+    from repro.export import FORMATS, claims_label, latex
+    from repro.judge import judge_all
+
+    if fmt not in FORMATS:
+        err_console.print(f"error: --format must be one of {', '.join(FORMATS)}, not '{fmt}'", markup=False)
+        raise typer.Exit(2)
+    _check_scale(scale)
+    claim_set = _load(claims)
+    text = latex(judge_all(list(claim_set), scale, Store.default(), claim_set), scale, claims_label(claims))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_bytes(text.encode("utf-8"))
+    except OSError as exc:
+        err_console.print(f"error: cannot write {output}: {exc.strerror or exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"wrote {output} ({len(claim_set)} claims at {scale} scale)", markup=False, highlight=False)
+
+
 @app.command()
 def diff(
     old: Annotated[Path, typer.Argument(help="A verdicts.json or a report's results.json.")],
@@ -384,5 +432,54 @@ def plan(
     console.print(plan_table(claim_set, chosen, scale, Store.default()))
 
 
+@app.command("check-experiment")
+def check_experiment_cmd(
+    name: Annotated[str, typer.Argument(help="A registered experiment's name (see `repro schema`).")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="KEY=VALUE (a TOML value) over the experiment's check_params; repeatable."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu (default) or cuda.")] = "cpu",
+) -> None:
+    """Check an experiment against the contract on a tiny setting: exit 0 when every check passes, 1 otherwise."""
+    import tomllib
+
+    from repro.check_experiment import check_experiment
+    from repro.registry import get
+
+    overrides = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key.strip():
+                raise ValueError("write KEY=VALUE")
+            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            err_console.print(f'error: --param {item!r}: {exc} (VALUE is TOML: 3, 0.1, "text", [1, 2])')
+            raise typer.Exit(2) from None
+    try:
+        experiment = get(name)
+        checks = check_experiment(experiment, params=overrides, device=runner_device(device))
+    except ReproError as exc:
+        _fail(exc)
+        raise  # unreachable
+    for check in checks:
+        mark = "[green]pass[/]" if check.passed else "[bold red]FAIL[/]"
+        console.print(f"{mark}  {escape(check.name)}: {escape(check.detail)}", highlight=False)
+    failed = sum(not c.passed for c in checks)
+    console.print(f"{name}: {len(checks) - failed} of {len(checks)} checks passed")
+    raise typer.Exit(1 if failed else 0)
+
+
+def runner_device(device: str) -> str:
+    from repro.runner import resolve_device
+
+    return resolve_device(device)
+
+
 def main() -> None:  # console-script entry point
-    app()
+    try:
+        app()
+    except ReproError as exc:  # e.g. a project's experiment module that cannot be imported, from any command
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(exc.exit_code)

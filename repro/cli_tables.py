@@ -80,13 +80,38 @@ def resolved_claim(claim_set: ClaimSet, claim: Claim) -> dict[str, Any]:
 
 
 def schema_document() -> dict[str, Any]:
-    """`repro schema`: the JSON Schema of a claims file (claims, sources, and each experiment's params)."""
+    """`repro schema`: the JSON Schema of a claims file (claims, sources, and each experiment's params).
+
+    ``x-experiments`` (an annotation JSON Schema validators ignore) says what a claim may name for each
+    experiment: its params (a reference into ``$defs``), its metrics with their kind and the test a claim
+    that names no ``method`` gets (:func:`repro.registry.default_method`), and its sweep axis.
+    """
+    from repro.experiments.sweeps import AXES
+
     claim_schema = Claim.model_json_schema()
     defs = claim_schema.pop("$defs", {})
+    experiments: dict[str, Any] = {}
     for name in registry.names():
-        params = registry.get(name).params.model_json_schema()
+        experiment = registry.get(name)
+        params = experiment.params.model_json_schema()
         defs.update(params.pop("$defs", {}))
         defs[f"params:{name}"] = params
+        axis = experiment.sweep or AXES.get(name)
+        metrics = {}
+        for metric in experiment.metrics:
+            kind = experiment.metric_kinds.get(metric)
+            metrics[metric] = {
+                "kind": kind,
+                "default_method": None if kind is None else registry.default_method(kind),
+                "default_method_unpaired": None if kind is None else registry.default_method(kind, paired=False),
+                "per": None if axis is None else "sweep point" if metric in axis.per_point else "seed",
+            }
+        experiments[name] = {
+            "description": experiment.description,
+            "params": {"$ref": f"#/$defs/params:{name}"},
+            "metrics": metrics,
+            "sweep": None if axis is None else {"axis": axis.name, "points": axis.meaning, "set_by": list(axis.fields)},
+        }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "repro claims file",
@@ -97,6 +122,7 @@ def schema_document() -> dict[str, Any]:
             "source": {"type": "object", "additionalProperties": Source.model_json_schema()},
         },
         "$defs": defs,
+        "x-experiments": experiments,
     }
 
 

@@ -2,7 +2,9 @@
 
 ReproError
 ├── ClaimFileError        a claims file is malformed (names file, claim id and field); exit 2
+│   └── ClaimsNotFoundError the claims path names nothing (says which path was looked for); exit 2
 ├── UnknownExperimentError an experiment name that nothing registered; exit 2
+├── ExperimentRegistrationError two experiments under one name, or an object that is not one; exit 2
 ├── UnknownClaimError     a claim id on the command line that no file declares; exit 2
 ├── DataUnavailableError  a full-scale dataset or weights file is missing (says how to get it)
 ├── DeviceUnavailableError --device cuda where CUDA is absent
@@ -15,8 +17,10 @@ from __future__ import annotations
 __all__ = [
     "BaselineError",
     "ClaimFileError",
+    "ClaimsNotFoundError",
     "DataUnavailableError",
     "DeviceUnavailableError",
+    "ExperimentRegistrationError",
     "ReproError",
     "StoreError",
     "UnknownClaimError",
@@ -40,7 +44,17 @@ class ClaimFileError(ReproError):
         super().__init__("\n".join(problems))
 
 
+class ClaimsNotFoundError(ClaimFileError):
+    """The claims file or folder is not there: the CLI adds how to name another (``--claims``)."""
+
+
 class UnknownExperimentError(ReproError):
+    exit_code = 2
+
+
+class ExperimentRegistrationError(ReproError, ValueError):
+    """An experiment that cannot be registered: a taken name (both origins named), or a broken declaration."""
+
     exit_code = 2
 
 

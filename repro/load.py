@@ -10,6 +10,7 @@ are in :mod:`repro.load_checks`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +24,30 @@ from repro.claim import (
     SCALES,
     Change,
     Claim,
+    Difference,
+    Equivalent,
+    Greater,
+    Less,
     Proportion,
     Setting,
     Source,
+    Trend,
     binomial_min_seeds,
     is_sign_test,
     min_seeds,
 )
 from repro.errors import ClaimFileError, UnknownClaimError, UnknownExperimentError
-from repro.load_checks import _check_values, _display, _files, _format, _label, _name, _read_toml, _show
+from repro.load_checks import (
+    _check_values,
+    _did_you_mean,
+    _display,
+    _files,
+    _format,
+    _label,
+    _name,
+    _read_toml,
+    _show,
+)
 
 __all__ = ["HISTORY_FOLDER", "ClaimSet", "history_file", "load_claims", "resolve_params", "with_default_method"]
 
@@ -106,7 +122,10 @@ class ClaimSet:
         for claim in self.claims:
             if claim.id == claim_id:
                 return claim
-        raise UnknownClaimError(f"no claim '{claim_id}' in {sorted(set(map(str, self.files.values())))}")
+        hint = _did_you_mean(claim_id, (c.id for c in self.claims))
+        raise UnknownClaimError(
+            f"no claim '{_name(claim_id)}' in {', '.join(self._file_names())}{hint} (`repro list` lists them)"
+        )
 
     def select(self, ids: Iterable[str]) -> list[Claim]:
         """Claims by id, or by prefix ('tms.' selects a family); unknown names are an error."""
@@ -114,9 +133,17 @@ class ClaimSet:
         for wanted in ids:
             matches = [c for c in self.claims if c.id == wanted or c.id.startswith(wanted.rstrip(".") + ".")]
             if not matches:
-                raise UnknownClaimError(f"no claim matches '{wanted}' (try `repro list`)")
+                # A mistyped prefix is closest to a prefix, not to a whole id: offer both.
+                prefixes = {c.id.rsplit(".", k)[0] for c in self.claims for k in range(c.id.count(".") + 1)}
+                raise UnknownClaimError(
+                    f"no claim id or id prefix matches '{_name(wanted)}' in {', '.join(self._file_names())}"
+                    f"{_did_you_mean(wanted, prefixes)} (`repro list` lists them)"
+                )
             chosen.extend(m for m in matches if m not in chosen)
         return chosen
+
+    def _file_names(self) -> list[str]:
+        return sorted({_display(path) for path in self.files.values()}) or ["(no claims declared)"]
 
     def setting_of(self, claim: Claim) -> tuple[str, Setting] | None:
         """The source's setting the claim runs in (validated at load), or None where its source declares none."""
@@ -169,14 +196,13 @@ def _check_against_experiment(claim: Claim) -> list[str]:
     """Problems that need the registry: experiment name, metric name, params at every scale and arm."""
     try:
         experiment = registry.get(claim.experiment)
-    except UnknownExperimentError:
-        known = ", ".join(registry.names())
-        return [f"field 'experiment': unknown experiment '{_name(claim.experiment)}' (registered: {known})"]
+    except UnknownExperimentError as exc:  # its message lists the registered names, the nearest first
+        return [f"field 'experiment': {exc}"]
     problems = []
     if claim.metric not in experiment.metrics:
         problems.append(
-            f"field 'metric': '{_name(claim.metric)}' is not a metric of {experiment.name} "
-            f"(it has: {', '.join(experiment.metrics)})"
+            f"field 'metric': '{_name(claim.metric)}' is not a metric of {experiment.name}"
+            f"{_did_you_mean(claim.metric, experiment.metrics)} (it has: {', '.join(experiment.metrics)})"
         )
     model_fields = set(experiment.params.model_fields)
     for scale in SCALES:
@@ -194,7 +220,9 @@ def _check_against_experiment(claim: Claim) -> list[str]:
                     else:
                         where = "params"
                     if error["type"] == "extra_forbidden":
-                        hint = f"; {experiment.name} takes: {', '.join(sorted(model_fields))}"
+                        hint = _did_you_mean(str(key), model_fields) or _axis_hint(experiment.name, str(key))
+                        takes = f"{experiment.name} takes: {', '.join(sorted(model_fields))}"
+                        hint += f" ({takes})" if hint else f"; {takes}"
                         problems.append(_format(error, (where,)).replace("(got", "(value") + hint)
                     else:
                         problems.append(_format(error, (where,)))
@@ -310,7 +338,9 @@ def load_claims(path: str | Path) -> ClaimSet:
         if not found:
             claim = with_default_method(claim)
             problems.extend(f"{where}: {label}: {p}" for p in _effect_scale(claim))
+            problems.extend(f"{where}: {label}: {p}" for p in _check_sweep(claim))
             problems.extend(f"{where}: {label}: {p}" for p in _check_setting(claim, all_settings, setting_files))
+        claim.mark_declared_in(str(file))  # where its results' provenance looks for the claims' git commit
         claims.append(claim)
         files[claim.id] = file
 
@@ -328,6 +358,120 @@ def load_claims(path: str | Path) -> ClaimSet:
     if problems:
         raise ClaimFileError(problems)
     return claim_set
+
+
+def _axis_hint(experiment: str, key: str) -> str:
+    """'; 'x' names the sweep axis, whose points param 'sweep' sets' where an unknown param is an axis's name."""
+    from repro.experiments.sweeps import AXES
+
+    axis = registry.get(experiment).sweep or AXES.get(experiment)
+    if axis is None or key != axis.name:
+        return ""
+    fields = " and ".join(f"'{f}'" for f in axis.fields)
+    return f"; '{key}' names {experiment}'s sweep axis ({axis.meaning}): set its points with {fields}"
+
+
+def _layer(claim: Claim, scale: str, arm: str, key: str) -> str | None:
+    """Where the claim sets a param at this scale and arm: 'arms.A', 'scales.S' or 'params'; None: the default."""
+    if claim.arms and key in claim.arms[arm]:
+        return f"arms.{arm}"
+    if key in claim.scale(scale).overrides:
+        return f"scales.{scale}"
+    return "params" if key in claim.params else None
+
+
+def _points_text(points: list[float]) -> str:
+    shown = ", ".join(f"{x:g}" for x in points[:8])
+    return f"[{shown}]" if len(points) <= 8 else f"[{shown}, ...] ({len(points)} points)"
+
+
+def _check_sweep(claim: Claim) -> list[str]:
+    """What the assertion reads along the experiment's sweep axis exists in every run the claim makes.
+
+    ``at`` picks one point of the axis by its value, at every scale and arm (:func:`repro.judge._select`);
+    a trend reads the metric along the axis; greater, less, difference and equivalent read one value per
+    seed. Each is checked against the axis the resolved params give, defaults included
+    (:mod:`repro.experiments.sweeps`): a point the run never computes, a one-point trend, an ``at`` that
+    the metric would silently ignore, or a metric left with one value per point would otherwise cost the
+    whole run and end in an error verdict. An experiment not in the table is not checked; one whose
+    points are known only at run time (subnetworks.split) has its metrics checked, not its points.
+    """
+    from repro.experiments.sweeps import AXES
+
+    axis = registry.get(claim.experiment).sweep or AXES.get(claim.experiment)
+    if axis is None:
+        return []
+    name, metric, assertion = claim.experiment, claim.metric, claim.assertion
+    along = ", ".join(sorted(axis.per_point))
+    if metric not in axis.per_point:
+        if claim.at is not None:
+            return [
+                f"field 'at': metric '{metric}' of {name} holds one value per seed, not one per point of its sweep "
+                f"axis '{axis.name}', so 'at' would be ignored: remove 'at' (metrics along the axis: {along})"
+            ]
+        if isinstance(assertion, Trend):
+            return [
+                f"field 'metric': a trend reads the metric along {name}'s sweep axis '{axis.name}', and "
+                f"'{metric}' holds one value per seed (metrics along the axis: {along})"
+            ]
+        return []
+    if claim.at is not None and isinstance(assertion, Trend):
+        return [
+            f"field 'at': a trend reads '{metric}' along the whole sweep axis '{axis.name}', and 'at' keeps one "
+            "point of it: remove 'at'"
+        ]
+    if axis.points is None:  # known only at run time: see repro.experiments.sweeps
+        return []
+    experiment = registry.get(name)
+    # (field, what is wrong, what the params give) -> the scales and arms where it is so
+    found: dict[tuple[str, str, str], list[str]] = {}
+    for scale in SCALES:
+        if claim.skipped(scale):
+            continue
+        for arm in claim.arm_names():
+            points = axis.points(experiment.params.model_validate(claim.raw_params(scale, arm)))
+            layers = {f: _layer(claim, scale, arm, f) for f in axis.fields}
+            set_by = [f"{layer}.{f}" for f, layer in layers.items() if layer is not None]
+            if set_by:
+                gives = f"{' and '.join(set_by)} give{'s' if len(set_by) == 1 else ''} {_points_text(points)}"
+            else:
+                unset = " or ".join(f"'{f}'" for f in axis.fields)
+                gives = (
+                    f"the claim sets no {unset} (in params, scales or arms), so {name}'s default "
+                    f"{_points_text(points)} is used: set {unset} in [claim.params]"
+                )
+            problem = _sweep_problem(claim, axis.name, axis.meaning, points)
+            if problem is not None:
+                where = scale if arm == "main" else f"{scale} (arm '{arm}')"
+                found.setdefault((*problem, gives), []).append(where)
+    return [
+        f"field '{field}': {what} at scale{'s' if len(wheres) > 1 else ''} {' and '.join(wheres)}: {gives}"
+        for (field, what, gives), wheres in found.items()
+    ]
+
+
+def _sweep_problem(claim: Claim, axis: str, meaning: str, points: list[float]) -> tuple[str, str] | None:
+    """(field, what is wrong) where the assertion cannot read the metric on these sweep points."""
+    at, assertion = claim.at, claim.assertion
+    if at is not None:
+        # The judge's own comparison (repro.judge._select): exactly one point must match.
+        matches = [x for x in points if math.isclose(x, at, rel_tol=1e-9, abs_tol=1e-12)]
+        if len(matches) == 1:
+            return None
+        if matches:
+            return "at", f"{at:g} is {len(matches)} points of the sweep axis '{axis}' ({meaning}), not one"
+        nearest = min(points, key=lambda x: abs(x - at))
+        return "at", f"{at:g} is not a point of the sweep axis '{axis}' ({meaning}; nearest: {nearest:g})"
+    if isinstance(assertion, Trend):
+        if len(set(points)) < 2:
+            return "assertion", f"a trend needs at least two distinct points on the sweep axis '{axis}' ({meaning})"
+        return None
+    if isinstance(assertion, (Greater, Less, Difference, Equivalent)) and len(points) > 1:
+        return "at", (
+            f"a {assertion.test} test reads one value per seed, and '{claim.metric}' has one per point of the sweep "
+            f"axis '{axis}' ({meaning}): pick one with 'at'"
+        )
+    return None
 
 
 def _check_setting(claim: Claim, all_settings: dict[str, Setting], setting_files: dict[str, str]) -> list[str]:

@@ -11,6 +11,7 @@ which validates claims against the schema and the registry, because none of this
 from __future__ import annotations
 
 import codecs
+import difflib
 import os
 import stat
 import tomllib
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repro.errors import ClaimFileError
+from repro.errors import ClaimFileError, ClaimsNotFoundError
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
@@ -47,6 +48,13 @@ def _name(key: Any) -> str:
     if not text.isprintable():
         text = repr(text)[1:-1]
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """'; did you mean 'a' or 'b'?' for the choices closest to a mistyped name (difflib), or ''."""
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=3, cutoff=0.6)
+    quoted = " or ".join(f"'{_name(c)}'" for c in close)
+    return f"; did you mean {quoted}?" if close else ""
 
 
 def _label(entry: dict[str, Any], index: int) -> str:
@@ -152,13 +160,22 @@ def _check_values(data: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _looked_for(path: Path) -> str:
+    """' (looked for /abs/path)' for a relative path, which reads differently from another folder; else ''."""
+    try:
+        absolute = path.absolute()
+    except OSError:  # the working folder itself is gone
+        return ""
+    return "" if path.is_absolute() else f" (looked for {_display(absolute)})"
+
+
 def _files(path: Path) -> tuple[list[Path], list[Path]]:
     """(claim files, extra files read only for their sources)."""
     where = _display(path)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise ClaimFileError([f"{where}: no such claims file or folder"]) from None
+        raise ClaimsNotFoundError([f"{where}: no such claims file or folder{_looked_for(path)}"]) from None
     except OSError as exc:  # a symlink loop, a folder on the way that cannot be searched, a name too long
         raise ClaimFileError([f"{where}: cannot be read: {_os_reason(exc)}"]) from None
     except ValueError:  # a NUL in the path

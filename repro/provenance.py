@@ -11,9 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from repro import numerics
+from repro import numerics, registry
 
-__all__ = ["collect", "device_name", "environment", "git_revision"]
+__all__ = ["collect", "device_name", "environment", "git_revision", "user_code"]
 
 _PACKAGES = ("repro-claims", "torch", "numpy", "scipy", "statsmodels", "scikit-learn", "pydantic")
 
@@ -21,7 +21,12 @@ _PACKAGES = ("repro-claims", "torch", "numpy", "scipy", "statsmodels", "scikit-l
 @functools.lru_cache(maxsize=1)
 def git_revision() -> dict[str, Any]:
     """Commit and dirty flag of the checkout holding the package, if it is one."""
-    here = Path(__file__).resolve().parent
+    return _git(Path(__file__).resolve().parent)
+
+
+@functools.lru_cache(maxsize=32)
+def _git(here: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the git repository holding the folder ``here``, if any."""
     try:
         sha = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
@@ -56,6 +61,21 @@ def environment() -> dict[str, Any]:
     if image:
         env["image_id"] = image
     return env
+
+
+def user_code(experiment: str, claims_file: str | None) -> dict[str, Any]:
+    """Whose code computed a result: the distribution (and version) or module providing the experiment,
+    and the git commit (and dirty flag) of the repository that holds the claims file, when it is one."""
+    source = registry.origin(experiment)
+    info: dict[str, Any] = {"experiment_origin": None if source is None else source.as_dict()}
+    if claims_file is not None:
+        folder = Path(claims_file).resolve().parent
+        git = _git(folder) if folder.is_dir() else {"git_sha": None, "git_dirty": None}
+        shown = Path(claims_file)
+        if shown.is_absolute() and shown.is_relative_to(Path.cwd()):
+            shown = shown.relative_to(Path.cwd())
+        info["claims"] = {"file": shown.as_posix(), "git_sha": git["git_sha"], "git_dirty": git["git_dirty"]}
+    return info
 
 
 def _runner() -> dict[str, Any]:

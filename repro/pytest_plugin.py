@@ -1,7 +1,8 @@
 """pytest collects claims files: ``pytest claims/`` needs no conftest (entry point ``pytest11``).
 
 Each claim gives two items, ``<id>[ci]`` and ``<id>[full]``. ``[full]`` carries the ``gpu`` marker
-and skips with its reason where CUDA is absent, so ``pytest claims/ -m gpu`` is the full-scale
+and, where CUDA is absent, skips with its reason unless its experiment's ``devices`` include the CPU
+(then it runs there), so ``pytest claims/ -m gpu`` is the full-scale
 reproduction on a GPU box and ``pytest claims/ -m "not gpu"`` is what CI runs. An item passes when
 its verdict, decided within the claim's Holm family (:mod:`repro.judge`; a family's first item
 computes and judges the whole family, its later items read that), equals the claim's ``expect``
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 _PEERS: pytest.StashKey[Any] = pytest.StashKey()  # a worker's repro.workers.Peers
 _PEERS_DIR: pytest.StashKey[str] = pytest.StashKey()  # the controller's directory the workers register in
-_GPU_MARKER = "gpu: full-scale claim reproduction; needs a CUDA device"
+_GPU_MARKER = "gpu: full-scale claim reproduction; on a CUDA device unless its experiment runs on a CPU"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -190,20 +191,25 @@ class ClaimItem(pytest.Item):
     def runtest(self) -> None:
         import torch
 
+        from repro import registry
         from repro.judge import ClaimRun, family_members, judge_all
         from repro.runner import compute
         from repro.store import Store
 
         if self.claim.skipped(self.scale):
             pytest.skip(f"not run at {self.scale} scale: {self.claim.skipped(self.scale)}")
-        if self.scale == "full" and not torch.cuda.is_available():
-            pytest.skip("full scale is the source's own setting and runs on a GPU; torch sees no CUDA device")
+        devices = registry.get(self.claim.experiment).devices
+        if self.scale == "full" and not torch.cuda.is_available() and "cpu" not in devices:
+            pytest.skip(
+                f"full scale is the source's own setting and experiment '{self.claim.experiment}' runs it on "
+                f"{' or '.join(devices)}; torch sees no CUDA device"
+            )
         # The verdict is decided within the claim's family (Holm): the family's first item computes
         # every member and judges them once; the family's later items read that judgement.
         judged: dict[tuple[str, str], dict[str, ClaimRun]] = self.parent.__dict__.setdefault("_judged", {})
         key = (self.claim_set.family(self.claim) or self.claim.id, self.scale)
         if key not in judged:
-            store, device = Store.default(), _device()
+            store, device = Store.default(), _device() if "cuda" in devices else "cpu"
             members = family_members(self.claim, self.claim_set, self.scale)
             sizes = {m.id: self.claim_set.family_size(m, self.scale) for m in members}
             errors = {

@@ -37,11 +37,12 @@ log = logging.getLogger(__name__)
 MAX_WARNINGS = 20
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, devices: Sequence[str] = ("cpu", "cuda")) -> str:
+    """'auto' is CUDA where torch sees it and the experiment runs there (its ``devices``), else the CPU."""
     import torch
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() and "cuda" in devices else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceUnavailableError("--device cuda asked for, but torch sees no CUDA device")
     return device
@@ -65,6 +66,7 @@ def _compute_batch(
     device: str,
     label: str,
     on_progress: Callable[[str], None] | None,
+    claims_file: str | None = None,
 ) -> None:
     """One experiment call for these (seed, key)s, counted into ``done``; each seed is stored as soon
     as the call returns, and a crash is recorded in ``done.error``."""
@@ -90,6 +92,7 @@ def _compute_batch(
         return
     call_wall = time.perf_counter() - call_started
     prov = provenance.collect(device, [s for s, _ in todo], call_wall)
+    prov.update(provenance.user_code(experiment.name, claims_file))
     if caught:
         seen = dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
         prov["warnings"] = [text[:500] for text in list(seen)[:MAX_WARNINGS]]
@@ -133,11 +136,11 @@ def compute(
     computed in one experiment call; seeds another runner holds are waited for, and computed here
     only if that runner died before storing them. ``force`` recomputes the seeds this runner locks.
     """
-    device = resolve_device(device)
+    experiment = registry.get(claim.experiment)
+    device = resolve_device(device, experiment.devices)
     if claim.sequential is not None and seeds is None and not claim.skipped(scale):
         return _compute_sequential(claim, scale, store=store, device=device, force=force, on_progress=on_progress,
                                    family_size=family_size)  # fmt: skip
-    experiment = registry.get(claim.experiment)
     all_seeds = replicate_seeds(claim.seed, claim.n_seeds(scale))
     if seeds is not None:
         unknown = set(seeds) - set(all_seeds)
@@ -155,7 +158,7 @@ def compute(
         label = claim.id if arm == "main" else f"{claim.id} arm {arm}"
         batch = functools.partial(
             _compute_batch, experiment, params, done=done, store=store, device=device, label=label,
-            on_progress=on_progress,
+            on_progress=on_progress, claims_file=claim.declared_in,
         )  # fmt: skip
         # Pass 1: the seeds no other runner is computing.
         with store.locked(experiment.name, [k for _, k in todo], wait=False) as held:

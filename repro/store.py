@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 from filelock import FileLock, Timeout
 
+from repro import project
 from repro.errors import StoreError
 
 __all__ = ["Observed", "Store", "StoredResult", "result_key"]
@@ -116,7 +117,9 @@ class Store:
 
     @classmethod
     def default(cls) -> Store:
-        return cls(os.environ.get("REPRO_HOME") or Path.cwd() / ".repro")
+        """$REPRO_HOME, else the project's ``[tool.repro] store``, else ``.repro`` in the working folder."""
+        configured = project.current().store
+        return cls(os.environ.get("REPRO_HOME") or configured or Path.cwd() / ".repro")
 
     # -- paths -------------------------------------------------------------------------------------
     def _path(self, experiment: str, key: str) -> Path:

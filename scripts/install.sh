@@ -50,4 +50,9 @@ fi
 # itself, editable, adding nothing the lock did not pin.
 "$venv/bin/python" -m pip install --quiet --require-hashes -r requirements.lock 2> >(grep -v "is ignored: it is neither" >&2)
 "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
+# The example of a paper's own experiment in its own distribution (examples/README.md): installed the
+# way a user installs theirs, so that its entry point is what registers it (tests/test_example.py).
+if [ -f examples/ridge-paper/pyproject.toml ]; then
+    "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e examples/ridge-paper
+fi
 echo "installed into $venv: $("$venv/bin/python" -c 'import repro, torch; print("repro", repro.__version__, "torch", torch.__version__)')"

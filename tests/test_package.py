@@ -25,11 +25,22 @@ def test_every_experiment_is_registered_once_with_metrics():
         assert len(experiment.code_version) == 16
 
 
-def test_registering_a_name_twice_is_refused():
+def test_registering_a_name_twice_is_refused_unless_it_is_the_same_experiment():
+    import dataclasses
+
     import pytest
 
-    with pytest.raises(ValueError, match="registered twice"):
-        registry.register(registry.get("tms.train"))
+    tms = registry.get("tms.train")
+    assert registry.register(tms) is tms  # the same object again: harmless
+    with pytest.raises(ValueError, match="registered twice: by repro-claims"):
+        registry.register(dataclasses.replace(tms, run=registry.get("calibration.normal").run))
+
+
+def test_the_built_in_entry_points_are_the_registry_s_fallback_table():
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["repro.experiments"]
+    assert declared == registry.BUILTIN
 
 
 def _lint_imports(config: Path) -> subprocess.CompletedProcess:

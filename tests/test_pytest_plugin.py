@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import pytest
+import torch  # imported before pytester's sys.modules snapshot: torch cannot be imported twice in a process
+
+from repro import registry
 
 from .helpers import SOURCES, claim_text, skipped_claim_text
 
@@ -14,14 +18,23 @@ def claims_dir(pytester):
     return folder
 
 
-def test_two_items_per_claim_and_full_needs_gpu(pytester, claims_dir, monkeypatch):
-    import torch
-
+def test_two_items_per_claim_and_full_needs_gpu_where_its_experiment_does(pytester, claims_dir, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    calibration = registry.get("calibration.normal")
+    monkeypatch.setitem(registry._REGISTRY, calibration.name, dataclasses.replace(calibration, devices=("cuda",)))
     (claims_dir / "demo.toml").write_text(claim_text())
     result = pytester.runpytest_inprocess("claims", "-v", "-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*demo.mean-positive?ci? PASSED*", "*full scale*GPU*"])
+    result.stdout.fnmatch_lines(["*demo.mean-positive?ci? PASSED*", "*full scale*runs it on cuda*no CUDA device*"])
+
+
+def test_full_items_of_a_cpu_experiment_run_on_the_cpu(pytester, claims_dir, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert registry.get("calibration.normal").devices == ("cpu",)
+    (claims_dir / "demo.toml").write_text(claim_text())
+    result = pytester.runpytest_inprocess("claims", "-v", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*demo.mean-positive?ci? PASSED*", "*demo.mean-positive?full? PASSED*"])
 
 
 def test_not_gpu_deselects_full(pytester, claims_dir):

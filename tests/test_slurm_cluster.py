@@ -383,3 +383,17 @@ def test_no_wait_submits_and_a_later_run_collects(cluster, tmp_path):
     assert later.returncode == 0, later.stdout
     assert "1 of 1 claims as expected" in later.stdout and "(0 seed results computed" in later.stdout
     assert _job_folders(store) == sorted(jobs)  # it collected, submitting nothing
+
+
+def test_a_user_distribution_s_experiment_runs_as_slurm_jobs(cluster, tmp_path):
+    """examples/ridge-paper: its entry point registers its experiment in every job too, from its own folder."""
+    store, example = tmp_path / "store", REPO / "examples" / "ridge-paper"
+    command = [sys.executable, "-m", "repro", "run", "--scale", "ci", "--executor", "slurm", "--gpus-per-job", "0",
+               "--seeds-per-job", "5", "--poll-s", str(POLL_S), "--result-grace-s", str(GRACE_S)]  # fmt: skip
+    done = subprocess.run(command, cwd=example, env={**cluster.env, "REPRO_HOME": str(store), "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 of 3 claims as expected" in done.stdout and "(30 seed results computed" in done.stdout
+    records = [json.loads(p.read_text()) for p in _results(store)]
+    assert {r["provenance"]["experiment_origin"]["distribution"] for r in records} == {"ridge-paper"}
+    assert len({r["provenance"]["pid"] for r in records}) == 6  # six jobs of five seeds, none in this process

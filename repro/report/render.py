@@ -282,6 +282,19 @@ def _provenance(results: Iterable[StoredResult]) -> list[tuple[str, str]]:
         sha = p.get("git_sha")
         dirty = " (uncommitted changes)" if p.get("git_dirty") else ""
         values["git commit"].add(f"{sha}{dirty}" if sha else "unknown (not a git checkout)")
+        source = p.get("experiment_origin")
+        if isinstance(source, dict) and source.get("target"):
+            dist = " ".join(str(source[k]) for k in ("distribution", "version") if source.get(k))
+            values["experiment from"].add(
+                f"{dist} ({source['target']})" if dist else f"{source['target']} ({source.get('how')})"
+            )
+        claims = p.get("claims")
+        if isinstance(claims, dict) and claims.get("file"):
+            csha = claims.get("git_sha")
+            cdirty = " (uncommitted changes)" if claims.get("git_dirty") else ""
+            values["claims file"].add(
+                f"{claims['file']} at {csha}{cdirty}" if csha else f"{claims['file']} (not in a git repository)"
+            )
         values["device"].add(str(p.get("device") or "unknown"))
         values["python"].add(str(p.get("python") or "unknown"))
         values["platform"].add(str(p.get("platform") or "unknown"))
@@ -296,7 +309,8 @@ def _provenance(results: Iterable[StoredResult]) -> list[tuple[str, str]]:
         calls.add((p.get("date"), tuple(p.get("seeds_in_call") or (result.seed,))))
     if not calls:
         return []
-    order = ("git commit", "packages", "python", "platform", "device", "numerics", "image", "warnings")
+    order = ("git commit", "experiment from", "claims file", "packages", "python", "platform", "device", "numerics",
+             "image", "warnings")  # fmt: skip
     rows = [(label, "; ".join(sorted(values[label]))) for label in order if values.get(label)]
     if dates:
         first, last = min(dates), max(dates)
