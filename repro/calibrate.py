@@ -63,6 +63,14 @@ def _trend_null(rng: np.random.Generator, n: int, alpha: float, integer: bool) -
     return Trend(test="trend", direction="increasing", alpha=alpha), {"main": y}, np.arange(5.0)
 
 
+def _shaped_arms(rng: np.random.Generator, n: int, make: Callable) -> tuple:
+    """Arms of different shape and scale: y normal with sd 2, x = y + d with d = Exp(1) - ln 2 (median 0,
+    mean 1 - ln 2, skewness 2), so the paired difference's median is known exactly and its law is skewed."""
+    y, d = rng.normal(0.0, 2.0, n), rng.exponential(size=n) - LN2
+    assertion, values = make(y, d)
+    return assertion, values, None
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("greater t normal", "greater / less", "normal",
              lambda r, n, a: (_greater("t", a), {"main": r.normal(size=n)}, None)),
@@ -118,6 +126,29 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("equivalent paired TOST skewed arms", "equivalent", "skewed",
              lambda r, n, a: (Equivalent(test="equivalent", a="x", b="y", margin=0.5, alpha=a),
                               {"x": r.exponential(size=n) + 0.5, "y": r.exponential(size=n)}, None)),
+    # Skewed differences from arms of different shape and scale: the difference's law is skewed even
+    # where each arm's is not, so a t statistic's size goes; the sign tests' does not.
+    Scenario("difference paired t, arms of different shape (not a default for skewed)", "difference",
+             "skewed difference", lambda r, n, a: (
+                 Difference(test="difference", a="x", b="y", direction="less", method="t", alpha=a),
+                 {"x": r.exponential(size=n), "y": r.normal(1.0, 0.3, n)}, None), asserted=False),
+    Scenario("difference paired sign, arms of different shape and scale", "difference", "skewed difference",
+             lambda r, n, a: _shaped_arms(r, n, lambda y, d: (
+                 Difference(test="difference", a="x", b="y", direction="less", method="sign", alpha=a),
+                 {"x": y + d, "y": y}))),
+    Scenario("difference permutation, skewed arms of different scale (refused unpaired)", "difference",
+             "skewed difference", lambda r, n, a: (
+                 Difference(test="difference", a="x", b="y", direction="greater", paired=False,
+                            method="permutation", alpha=a),
+                 {"x": 0.2 * (r.exponential(size=n) - 1.0), "y": r.exponential(size=n) - 1.0}, None), asserted=False),
+    Scenario("equivalent paired TOST, skewed difference (not a default for skewed)", "equivalent",
+             "skewed difference", lambda r, n, a: _shaped_arms(r, n, lambda y, d: (
+                 Equivalent(test="equivalent", a="x", b="y", margin=0.5, method="t", alpha=a),
+                 {"x": y + 0.5 + (d + LN2 - 1.0), "y": y})), asserted=False),
+    Scenario("equivalent paired sign, skewed difference", "equivalent", "skewed difference",
+             lambda r, n, a: _shaped_arms(r, n, lambda y, d: (
+                 Equivalent(test="equivalent", a="x", b="y", margin=0.5, method="sign", alpha=a),
+                 {"x": y + 0.5 + d, "y": y}))),
     Scenario("equivalent Welch TOST unequal sd", "equivalent", "normal",
              lambda r, n, a: (Equivalent(test="equivalent", a="x", b="y", margin=0.5, paired=False, alpha=a),
                               {"x": r.normal(0.5, 1, n), "y": r.normal(0, 2, n)}, None)),

@@ -234,7 +234,19 @@ class Equivalent(_Strict):
     b: str = Field(min_length=1)
     margin: float = Field(gt=0.0, allow_inf_nan=False)
     paired: bool = True
+    method: Literal["t", "sign"] | None = Field(
+        None,
+        description="t: TOST on the mean difference (paired t, or Welch unpaired); sign: two exact sign tests "
+        "that more than half the paired differences lie strictly inside each margin (the median; paired only). "
+        "Unset: t for a continuous metric, sign for a count, fraction or skewed one (t when unpaired).",
+    )
     alpha: Alpha = ALPHA_DEFAULT
+
+    @model_validator(mode="after")
+    def _sign_is_paired(self) -> Equivalent:
+        if self.method == "sign" and not self.paired:
+            raise ValueError("method 'sign' tests paired differences: set paired = true or method = 't'")
+        return self
 
 
 Assertion = Annotated[Greater | Less | Proportion | Trend | Difference | Equivalent, Field(discriminator="test")]

@@ -265,6 +265,8 @@ def _equivalent(a: Equivalent, values: Mapping[str, np.ndarray], sweep: Any) -> 
     x, y = _two_arms(a, values)
     m, level = a.margin, 1 - 2 * a.alpha
     claim = f"|mean {a.a} - {a.b}| below {m:g}"
+    if a.paired and a.method == "sign":
+        return _sign_equivalence(a, x - y, np.maximum(np.abs(x), np.abs(y)))
     if a.paired:
         d = x - y  # (n_seeds,)
         _need(d.size, 2, "seeds")
@@ -296,6 +298,28 @@ def _equivalent(a: Equivalent, values: Mapping[str, np.ndarray], sweep: Any) -> 
     return _judge(
         a, test=test, estimate=estimate, ci=ci, p=p, p_opp=min(1.0, 2 * min(1 - p1, 1 - p2)), n=n, threshold=m,
         claim=claim, units=min(x.size, y.size),
+    )  # fmt: skip
+
+
+def _sign_equivalence(a: Equivalent, d: np.ndarray, operands: np.ndarray) -> Verdict:
+    """Sign TOST: more than half the paired differences lie strictly above -margin, and more than half
+    strictly below +margin (the median inside the margins; exact, whatever the differences' shape).
+
+    Each half is the exact sign test; the claim holds when both reject (intersection-union, each at
+    alpha). The opposite, "the median on or beyond one margin", is either half's opposite side:
+    Bonferroni over the two, as for the t TOST. A difference within rounding error of a margin counts
+    against the claim (:func:`repro.stats_exact.beyond`).
+    """
+    m, n = a.margin, d.size
+    _need(n, 2, "seeds")
+    k_low, k_high = int(np.sum(beyond(d, -m, 1, operands))), int(np.sum(beyond(d, m, -1, operands)))
+    (p_low, opp_low), (p_high, opp_high) = sign_test(k_low, n), sign_test(k_high, n)
+    low, high, method = _median_interval(d, a.alpha)
+    return _judge(
+        a, test="scipy.stats.binomtest (sign TOST: two exact sign tests)", estimate=float(np.median(d)),
+        ci=(low, high, f"{method}; the TOST interval"), p=max(p_low, p_high),
+        p_opp=min(1.0, 2 * min(opp_low, opp_high)), n=n, threshold=m,
+        claim=f"|median {a.a} - {a.b}| below {m:g} ({k_low} of {n} seeds above -{m:g}, {k_high} below {m:g})",
     )  # fmt: skip
 
 

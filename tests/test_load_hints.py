@@ -283,3 +283,27 @@ def test_schema_lists_metrics_kinds_and_default_tests():
     value = experiments["calibration.normal"]["metrics"]["value"]
     assert (value["kind"], value["default_method"]) == ("continuous", "t")
     assert experiments["phase.one_neuron"]["metrics"]["agreement"]["per"] == "seed"
+
+
+# -- unpaired comparisons of a skewed metric: no test holds its size there ---------------------------------------
+
+
+@pytest.mark.parametrize("test", ["difference", "equivalent"])
+def test_an_unpaired_comparison_of_a_skewed_metric_is_refused(tmp_path, monkeypatch, test):
+    import dataclasses
+
+    from repro import registry
+
+    calibration = registry.get("calibration.normal")
+    monkeypatch.setitem(
+        registry._REGISTRY, calibration.name, dataclasses.replace(calibration, metric_kinds={"value": "skewed"})
+    )
+    extra = 'direction = "greater", ' if test == "difference" else "margin = 0.5, "
+    assertion = f'{{ test = "{test}", a = "a", b = "b", {extra}paired = false }}'
+    arms = "[claim.arms.a]\nstream = 1\n[claim.arms.b]\nstream = 2\n"
+    found = only_problem(tmp_path, claim(assertion=assertion, arms=arms), field="assertion.paired")
+    assert "'value' is a skewed metric" in found and "paired = true" in found
+    # paired, the same claim loads, and its equivalence resolves to the sign TOST
+    paired = claim(assertion=assertion.replace("paired = false", "paired = true"), arms=arms)
+    (loaded,) = load_claims(write_claims(tmp_path / "paired", paired))
+    assert loaded.assertion.method == "sign"

@@ -1015,3 +1015,50 @@ def test_seeds_one_unit_beyond_the_margin_in_k_over_10000_still_reproduce():
     for xi, yi in zip(k / 10_000, (k - 201) / 10_000, strict=True):  # 0.0201 apart, margin 0.02
         v = decide(difference(a="x", b="y", margin=0.02, method="sign"), {"x": np.full(8, xi), "y": np.full(8, yi)})
         assert v.outcome == "reproduced", (xi, yi)
+
+
+# -- the sign TOST: equivalence of a skewed metric ----------------------------------------------------------------
+
+
+def _sign_tost(margin: float = 0.5, alpha: float = 0.01) -> Equivalent:
+    return Equivalent(test="equivalent", a="x", b="y", margin=margin, method="sign", alpha=alpha)
+
+
+def test_sign_tost_reproduces_a_median_well_inside_and_names_its_counts():
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 2, 20)
+    v = decide(_sign_tost(), {"x": y + 0.1 * (rng.exponential(size=20) - math.log(2)), "y": y})
+    assert v.outcome == "reproduced" and v.test.startswith("scipy.stats.binomtest (sign TOST")
+    assert "20 of 20 seeds above -0.5, 20 below 0.5" in (v.tested or "") + v.message
+    assert v.ci_low > -0.5 and v.ci_high < 0.5  # the interval agrees with the verdict
+
+
+def test_sign_tost_every_difference_on_a_margin_is_against_the_claim():
+    x = np.full(12, 0.93)
+    v = decide(_sign_tost(margin=0.02), {"x": x, "y": np.full(12, 0.91)})  # 0.93 - 0.91 is on the margin
+    assert v.outcome == "not_reproduced"
+
+
+def test_sign_tost_is_exact_p_is_the_larger_half():
+    d = np.array([0.1] * 9 + [0.7])  # 10 of 10 above -0.5, 9 of 10 below 0.5
+    v = decide(_sign_tost(), {"x": d, "y": np.zeros(10)})
+    assert v.p_value == pytest.approx(scipy.stats.binomtest(9, 10, 0.5, alternative="greater").pvalue)
+
+
+def test_sign_tost_is_paired_only():
+    with pytest.raises(pydantic.ValidationError, match="paired"):
+        Equivalent(test="equivalent", a="x", b="y", margin=0.5, method="sign", paired=False)
+
+
+def test_sign_tost_holds_its_size_on_a_skewed_difference_where_the_t_tost_does_not():
+    """At the boundary (the differences' median, or mean, exactly on the margin), n = 8, alpha 0.01."""
+    rng, reps, n = np.random.default_rng(11), 3000, 8
+    hits = {"sign": 0, "t": 0}
+    for _ in range(reps):
+        y, e = rng.normal(0, 2, n), rng.exponential(size=n)
+        hits["sign"] += decide(_sign_tost(), {"x": y + 0.5 + e - math.log(2), "y": y}).outcome == "reproduced"
+        t_tost = Equivalent(test="equivalent", a="x", b="y", margin=0.5, method="t", alpha=0.01)
+        hits["t"] += decide(t_tost, {"x": y + 0.5 + e - 1.0, "y": y}).outcome == "reproduced"
+    bound = 0.01 + 3 * math.sqrt(0.01 * 0.99 / reps)
+    assert hits["sign"] / reps <= bound
+    assert hits["t"] / reps > bound  # the contrast: why skewed metrics default to the sign TOST
