@@ -54,12 +54,15 @@ def _fail(exc: ReproError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
+def _claims_path(path: Path) -> Path:
+    """--claims as given, or the project's ``[tool.repro] claims`` where --claims was left at its default."""
+    configured = project.current().claims
+    return configured if path == DEFAULT_CLAIMS and configured is not None else path
+
+
 def _load(path: Path) -> ClaimSet:
     try:
-        configured = project.current().claims
-        if path == DEFAULT_CLAIMS and configured is not None:  # [tool.repro] claims, unless --claims says
-            path = configured
-        return load_claims(path)
+        return load_claims(_claims_path(path))
     except ReproError as exc:
         if isinstance(exc, ClaimsNotFoundError):  # run outside a checkout, or a mistyped --claims
             exc = ClaimsNotFoundError([f"{exc}: {CLAIMS_HINT}"])
@@ -355,7 +358,8 @@ def export(
         raise typer.Exit(2)
     _check_scale(scale)
     claim_set = _load(claims)
-    text = latex(judge_all(list(claim_set), scale, Store.default(), claim_set), scale, claims_label(claims))
+    label = claims_label(_claims_path(claims))
+    text = latex(judge_all(list(claim_set), scale, Store.default(), claim_set), scale, label)
     if output is None:
         sys.stdout.write(text)
         return

@@ -222,6 +222,10 @@ def rehearse(
         if why:
             skipped.append((claim.id, f"skipped at full scale: {why}"))
             continue
+        if claim.experiment not in CUTS:  # a user's experiment: its full-scale data are not ours to fabricate
+            skipped.append((claim.id, f"the rehearsal covers this package's families, and "
+                                      f"{claim.experiment} has no cuts in repro.rehearsal.CUTS"))  # fmt: skip
+            continue
         for arm_name in claim.arm_names():
             params = rehearsal_params(claim, arm_name, extra_cuts)
             key = (claim.experiment, params.model_dump_json())

@@ -14,6 +14,7 @@ undeclared difference, and every declared one that departs from nothing, into a 
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,9 +73,11 @@ def setting_problems(name: str, setting: Setting) -> list[str]:
     out = []
     for field, entry in setting.fields.items():
         if field not in fields:
+            close = difflib.get_close_matches(field, list(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
             out.append(
-                f"field 'fields.{field}': not a param of {setting.experiment} (it takes: {', '.join(sorted(fields))}); "
-                "what the experiment cannot set goes in the setting's 'departures'"
+                f"field 'fields.{field}': not a param of {setting.experiment}{hint} (it takes: "
+                f"{', '.join(sorted(fields))}); what the experiment cannot set goes in the setting's 'departures'"
             )
             continue
         try:

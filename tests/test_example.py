@@ -57,6 +57,17 @@ def test_repro_run_and_report_from_the_example_folder(tmp_path):
     assert "ridge-paper 0.1.0 (ridge_paper.experiment:EXPERIMENT)" in html
 
 
+def test_the_local_pool_and_the_latex_export_from_the_example_folder(tmp_path):
+    store = tmp_path / "store"
+    pool = _run("-m", "repro", "run", "--scale", "ci", "--executor", "local", "--workers", "2", store=store)
+    assert pool.returncode == 0, pool.stdout
+    assert "3 of 3 claims as expected" in pool.stdout
+    export = _run("-m", "repro", "export", "--format", "latex", store=store)
+    assert export.returncode == 0, export.stdout
+    assert "store with the claims in claims." in export.stdout  # [tool.repro] claims, relative to the folder
+    assert "\\csname repro@ridge.beats-ols-few-samples@verdict\\endcsname{reproduced}" in export.stdout
+
+
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_pytest_in_the_example_folder(tmp_path, workers):
     done = _run("-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, store=tmp_path / "store")
@@ -86,3 +97,9 @@ def test_an_at_that_is_not_a_point_of_the_user_s_sweep_exits_2_at_load(tmp_path)
     done = _run("-m", "repro", "list", "--claims", str(tmp_path), store=tmp_path / "store")
     assert done.returncode == 2, done.stdout
     assert "claim 'ridge.beats-ols-few-samples': field 'at': 2 is not a point of the sweep axis 'alpha'" in done.stdout
+
+
+def test_the_rehearsal_skips_a_user_experiment_with_its_reason(tmp_path):
+    done = _run("-m", "repro", "run", "--scale", "full", "--rehearse", store=tmp_path / "store")
+    assert done.returncode == 0, done.stdout
+    assert "ridge.beats-ols-few-samples: the rehearsal covers this package's families" in done.stdout

@@ -259,3 +259,9 @@ def test_the_committed_ci_baseline_says_which_full_scale_expectations_are_predic
             assert row.full_expect is None, claim.id
         else:
             assert row.full_expect == baseline.full_status(claim, full), claim.id
+
+
+def test_a_misspelt_setting_field_gets_a_did_you_mean(tmp_path):
+    bad = SETTING.replace("steps = { value = 10000", "stepz = { value = 10000")
+    text = _problems(tmp_path, bad, _claim(params=IN_SETTING))
+    assert "field 'fields.stepz': not a param of phase.one_neuron; did you mean 'steps'?" in text
