@@ -61,6 +61,9 @@ def variants() -> dict[str, dict[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--variants", nargs="+", default=["native", "ISA only", "pinned"], choices=["native", "ISA only", "pinned"]
+    )
     args = parser.parse_args()
     from repro import numerics
 
@@ -68,6 +71,8 @@ def main() -> None:
     print(f"load average {os.getloadavg()}")
     results = {}
     for name, env in variants().items():
+        if name not in args.variants:
+            continue
         with tempfile.TemporaryDirectory() as store:
             command = [sys.executable, "-c", CHILD, str(ROOT / "claims"), store, str(args.seeds), *CLAIMS]
             done = subprocess.run(command, env={**clean, **env}, capture_output=True, text=True, check=True)

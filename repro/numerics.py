@@ -17,6 +17,20 @@ runs an experiment call on the CPU with one intra-op thread in torch and in ever
 experiments parallelise across seeds on their own Python threads (:func:`parallel_width`), and how they
 share the seeds among threads never changes what a seed computes.
 
+**Across vendors.** MKL honours a named CNR branch (``MKL_CBWR=AVX2``) on Intel CPUs only; on any other
+CPU it silently runs its AUTO branch (oneMKL developer guide; an AMD EPYC reads back branch AUTO under
+``AVX2,STRICT``), so an Intel and an AMD machine ran different GEMM paths under the same pins. The pin is
+the COMPATIBLE branch, the one MKL runs alike on every x86-64 vendor, and :func:`check` reads the branch
+back from MKL (:func:`mkl_branch`) and refuses to compute in another. Its cost is small: these models' GEMMs
+are small (benchmarks/README.md, "Portable numerics").
+
+**What is not pinned: oneDNN's convolutions.** ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's instruction set, but
+some of its kernels size their blocking from the cache sizes the CPU reports (e.g. its AVX2 backward-data
+work split, its brgemm convolutions), which no variable fixes, so a convolution's last bits may still differ
+between CPU models. torch's own convolution (im2col and MKL's COMPATIBLE GEMM, oneDNN and NNPACK off) would
+pin them too, at 4.7 times the time of a training step of the ci CNNs (13.6 against 63.7 ms, one thread,
+measured): not taken; the conv families (stall, subnetworks) say so in benchmarks/README.md.
+
 ``REPRO_NUMERICS=native`` opts out (each library's fastest kernels and the process's threads: results
 may then differ between CPUs). It is part of every result's store key, so native and portable results
 never mix, and each result's provenance records the level and what each library really dispatched to.
@@ -31,6 +45,7 @@ import platform
 import sys
 from collections.abc import Iterator
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -41,6 +56,7 @@ __all__ = [
     "computing",
     "describe",
     "fingerprint",
+    "mkl_branch",
     "mode",
     "parallel_width",
     "pin",
@@ -52,9 +68,13 @@ LEVEL = "x86-64-v3"
 #: What each library reads (once, when it loads or first dispatches) to choose its kernels.
 PINS: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",  # torch's vectorised kernels (default / avx2 / avx512)
-    "MKL_CBWR": "AVX2,STRICT",  # MKL's conditional numerical reproducibility: the AVX2 path, strict
+    # MKL's conditional numerical reproducibility, strict. Only the COMPATIBLE branch (SSE2 without
+    # rcpps/rsqrtps) is honoured on every vendor's CPU: MKL runs a named ISA branch (AVX2, ...) on Intel
+    # CPUs only and its AUTO branch elsewhere (oneMKL developer guide, "Getting Started with Conditional
+    # Numerical Reproducibility"; an AMD EPYC reports branch AUTO under MKL_CBWR=AVX2, see mkl_branch()).
+    "MKL_CBWR": "COMPATIBLE,STRICT",
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",  # and the functions CNR does not cover
-    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (torch's mkldnn convolutions)
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (torch's mkldnn convolutions; see the module's note on them)
     "DNNL_MAX_CPU_ISA": "AVX2",  # its older name
     "OPENBLAS_CORETYPE": "Haswell",  # numpy's and scipy's OpenBLAS (DYNAMIC_ARCH builds)
     "NPY_DISABLE_CPU_FEATURES": "",  # numpy's run-time SIMD dispatch above AVX2: its names, below
@@ -74,6 +94,12 @@ def _numpy_avx512_targets() -> str:
 
 
 PINS["NPY_DISABLE_CPU_FEATURES"] = _numpy_avx512_targets()
+
+#: MKL's CNR branch codes (mkl_cbwr.h), to read back which branch MKL really runs.
+_MKL_BRANCHES = {0: "OFF", 1: "BRANCH_OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1",
+                 8: "SSE4_2", 9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1",
+                 14: "AVX512_E1", 15: "AVX512_E2", 16: "AVX512_E3", 17: "AVX512_E4", 18: "AVX2_E1",
+                 19: "AVX512_E5"}  # fmt: skip
 
 #: Where REPRO_NUMERICS is not set or is "portable", the pins apply; "native" opts out.
 VARIABLE = "REPRO_NUMERICS"
@@ -145,6 +171,28 @@ def pin() -> dict[str, Any]:
     return dict(_state)
 
 
+def mkl_branch() -> str | None:
+    """The CNR branch torch's MKL runs now ("COMPATIBLE", "AUTO", "AVX2", ...; "+STRICT" where strict), read
+    back from MKL itself; None where torch is not loaded or its MKL cannot be asked (another BLAS)."""
+    if "torch" not in sys.modules:
+        return None
+    import ctypes
+
+    import torch
+
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        get = ctypes.CDLL(str(library)).mkl_serv_cbwr_get
+    except (OSError, AttributeError):
+        return None
+    get.argtypes, get.restype = [ctypes.c_int], ctypes.c_int
+    if torch.backends.mkl.is_available():  # MKL reads MKL_CBWR on its first call: make sure it was made
+        torch.mm(torch.ones(2, 2), torch.ones(2, 2))
+    setting = get(-1) & 0xFFFFFFFF  # MKL_CBWR_ALL: the branch, with 0x10000 for STRICT
+    name = _MKL_BRANCHES.get(get(1), f"branch {get(1)}")
+    return name + ("+STRICT" if setting & 0x10000 else "")
+
+
 def _dispatch() -> dict[str, Any]:
     """What each loaded library really dispatches to now."""
     found: dict[str, Any] = {}
@@ -152,6 +200,9 @@ def _dispatch() -> dict[str, Any]:
         import torch
 
         found["torch"] = torch.backends.cpu.get_cpu_capability()
+        branch = mkl_branch()
+        if branch is not None:
+            found["mkl"] = branch
     if "numpy" in sys.modules:
         import numpy
 
@@ -190,6 +241,8 @@ def check() -> None:
     wrong = []
     if found.get("torch") != "AVX2":
         wrong.append(f"torch dispatches to {found.get('torch')}")
+    if found.get("mkl", "COMPATIBLE+STRICT") != "COMPATIBLE+STRICT":
+        wrong.append(f"MKL runs its {found['mkl']} branch")
     if found.get("numpy_avx512"):
         wrong.append("numpy dispatches to AVX-512")
     if any(core != PINS["OPENBLAS_CORETYPE"] for core in found.get("openblas", [])):

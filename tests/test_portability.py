@@ -131,6 +131,40 @@ def test_a_process_that_loaded_torch_before_repro_refuses_to_compute_pinned():
     assert done.returncode == 0 and done.stdout.strip() == "native"
 
 
+_MKL_BRANCH = "import repro, torch\nfrom repro import numerics\nprint(numerics.mkl_branch())"
+
+
+def _vendor() -> str:
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+        return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("vendor_id")), "")
+
+
+@needs_pinning
+def test_mkl_runs_the_compatible_branch_which_every_vendor_honours():
+    """The pin is MKL's COMPATIBLE branch, read back from MKL; a named ISA branch would be honoured on Intel
+    CPUs only (on others MKL runs AUTO, which is why an Intel and an AMD machine computed other bits)."""
+    pinned = _python(_MKL_BRANCH, MKL_CBWR="AVX2")
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout.strip() == "COMPATIBLE+STRICT"
+    named = _python(_MKL_BRANCH, REPRO_NUMERICS="native", MKL_CBWR="AVX2,STRICT")
+    assert named.returncode == 0, named.stderr
+    expected = "AVX2+STRICT" if _vendor() == "GenuineIntel" else "AUTO+STRICT"
+    assert named.stdout.strip() == expected, f"on a {_vendor()} CPU"
+
+
+@needs_pinning
+def test_a_process_whose_mkl_runs_another_branch_refuses_to_compute():
+    code = (
+        "import ctypes, pathlib, repro, torch\nfrom repro import numerics\n"
+        "lib = ctypes.CDLL(str(pathlib.Path(torch.__file__).parent / 'lib' / 'libtorch_cpu.so'))\n"
+        "lib.mkl_serv_cbwr_set(2)\n"  # MKL_CBWR_AUTO, set before MKL's first call
+        "numerics.check()"
+    )
+    done = _python(code)
+    assert done.returncode != 0
+    assert "NumericsError" in done.stderr and "MKL runs its AUTO branch" in done.stderr
+
+
 @needs_pinning
 def test_pinned_and_native_results_never_share_a_store_key():
     code = "from repro import registry\nprint(registry.get('tms.train').code_version)"
