@@ -189,9 +189,9 @@ def with_default_method(claim: Claim) -> Claim:
         return claim
     kind = registry.get(claim.experiment).metric_kinds[claim.metric]
     paired = getattr(assertion, "paired", True)
-    method = registry.default_method(kind, paired=paired)
-    if isinstance(assertion, Equivalent) and not paired:
-        method = "t"  # Welch TOST: the one unpaired equivalence test (a skewed metric is refused unpaired at load)
+    method = registry.default_method(kind, paired=paired)  # unpaired: "t" (Welch), the kinds that allow it
+    if method is None:  # an unpaired comparison the loader refuses (_check_against_experiment says why)
+        return claim
     return claim.model_copy(update={"assertion": assertion.model_copy(update={"method": method})})
 
 
@@ -207,12 +207,14 @@ def _check_against_experiment(claim: Claim) -> list[str]:
             f"field 'metric': '{_name(claim.metric)}' is not a metric of {experiment.name}"
             f"{_did_you_mean(claim.metric, experiment.metrics)} (it has: {', '.join(experiment.metrics)})"
         )
-    elif getattr(claim.assertion, "paired", True) is False and experiment.metric_kinds.get(claim.metric) == "skewed":
+    elif getattr(claim.assertion, "paired", True) is False and not registry.unpaired_allowed(
+        kind := experiment.metric_kinds[claim.metric]
+    ):
         problems.append(
-            f"field 'assertion.paired': '{claim.metric}' is a skewed metric, and no unpaired test holds its size "
-            "on skewed arms of different shape at a few seeds (the studentized permutation test: 0.095 false "
-            "reproductions at alpha 0.01 with 8 seeds an arm, docs/statistics.md): compare the arms paired, seed "
-            "by seed (paired = true, the default)"
+            f"field 'assertion.paired': '{claim.metric}' is a {kind} metric, and no unpaired test holds its size "
+            f"on {kind} arms of different shape at a few seeds (the studentized permutation test: up to 0.095 "
+            "false reproductions at alpha 0.01, docs/statistics.md, 'Unpaired counts and fractions'): compare "
+            "the arms paired, seed by seed (paired = true, the default)"
         )
     model_fields = set(experiment.params.model_fields)
     for scale in SCALES:

@@ -55,6 +55,7 @@ __all__ = [
     "SeedResult",
     "SweepAxis",
     "default_method",
+    "unpaired_allowed",
     "get",
     "names",
     "origin",
@@ -177,18 +178,26 @@ class _State:
 
 
 #: kind -> (location / paired-difference method, unpaired-difference method)
-_DEFAULT_METHODS = {
+#: kind -> (the default test, the default unpaired test); None: an unpaired comparison of that kind is
+#: refused at load (no unpaired test holds its size on such arms of different shape; docs/statistics.md).
+_DEFAULT_METHODS: dict[str, tuple[str, str | None]] = {
     "continuous": ("t", "t"),
-    "count": ("sign", "permutation"),
-    "fraction": ("sign", "permutation"),
-    "skewed": ("sign", "permutation"),
+    "count": ("sign", None),
+    "fraction": ("sign", None),
+    "skewed": ("sign", None),
 }
 
 
-def default_method(kind: str, *, paired: bool = True) -> str:
-    """The test a metric of this kind gets when its claim names none (see repro.experiments.kinds)."""
+def default_method(kind: str, *, paired: bool = True) -> str | None:
+    """The test a metric of this kind gets when its claim names none (see repro.experiments.kinds); None for
+    an unpaired comparison of a kind that the loader refuses unpaired."""
     location, unpaired = _DEFAULT_METHODS[kind]
     return location if paired else unpaired
+
+
+def unpaired_allowed(kind: str) -> bool:
+    """Whether a metric of this kind may be compared unpaired (a continuous one only)."""
+    return _DEFAULT_METHODS[kind][1] is not None
 
 
 def _validate(experiment: object, where: str) -> Experiment:

@@ -276,7 +276,7 @@ def test_schema_lists_metrics_kinds_and_default_tests():
     experiments = json.loads(result.output)["x-experiments"]
     tms = experiments["tms.train"]
     assert tms["metrics"]["n_represented"] == {
-        "kind": "count", "default_method": "sign", "default_method_unpaired": "permutation", "per": "sweep point",
+        "kind": "count", "default_method": "sign", "default_method_unpaired": None, "per": "sweep point",
     }  # fmt: skip
     assert tms["params"] == {"$ref": "#/$defs/params:tms.train"}
     assert tms["sweep"]["axis"] == "feature_probability"
@@ -285,25 +285,34 @@ def test_schema_lists_metrics_kinds_and_default_tests():
     assert experiments["phase.one_neuron"]["metrics"]["agreement"]["per"] == "seed"
 
 
-# -- unpaired comparisons of a skewed metric: no test holds its size there ---------------------------------------
+# -- unpaired comparisons of a count, fraction or skewed metric: no test holds its size there -----------------
 
 
+@pytest.mark.parametrize("kind", ["skewed", "count", "fraction"])
 @pytest.mark.parametrize("test", ["difference", "equivalent"])
-def test_an_unpaired_comparison_of_a_skewed_metric_is_refused(tmp_path, monkeypatch, test):
+def test_an_unpaired_comparison_of_a_non_continuous_metric_is_refused(tmp_path, monkeypatch, test, kind):
     import dataclasses
 
     from repro import registry
 
     calibration = registry.get("calibration.normal")
     monkeypatch.setitem(
-        registry._REGISTRY, calibration.name, dataclasses.replace(calibration, metric_kinds={"value": "skewed"})
+        registry._REGISTRY, calibration.name, dataclasses.replace(calibration, metric_kinds={"value": kind})
     )
     extra = 'direction = "greater", ' if test == "difference" else "margin = 0.5, "
     assertion = f'{{ test = "{test}", a = "a", b = "b", {extra}paired = false }}'
     arms = "[claim.arms.a]\nstream = 1\n[claim.arms.b]\nstream = 2\n"
     found = only_problem(tmp_path, claim(assertion=assertion, arms=arms), field="assertion.paired")
-    assert "'value' is a skewed metric" in found and "paired = true" in found
-    # paired, the same claim loads, and its equivalence resolves to the sign TOST
+    assert f"'value' is a {kind} metric" in found and "paired = true" in found
+    # paired, the same claim loads, and resolves to the sign test (TOST for equivalence)
     paired = claim(assertion=assertion.replace("paired = false", "paired = true"), arms=arms)
     (loaded,) = load_claims(write_claims(tmp_path / "paired", paired))
     assert loaded.assertion.method == "sign"
+
+
+def test_an_unpaired_comparison_of_a_continuous_metric_loads_with_welch(tmp_path):
+    arms = "[claim.arms.a]\nstream = 1\n[claim.arms.b]\nstream = 2\n"
+    for test, extra in (("difference", 'direction = "greater", '), ("equivalent", "margin = 0.5, ")):
+        assertion = f'{{ test = "{test}", a = "a", b = "b", {extra}paired = false }}'
+        (loaded,) = load_claims(write_claims(tmp_path / test, claim(assertion=assertion, arms=arms)))
+        assert loaded.assertion.method == "t"
