@@ -172,10 +172,19 @@ def pin() -> dict[str, Any]:
 
 
 def mkl_branch() -> str | None:
-    """The CNR branch torch's MKL runs now ("COMPATIBLE", "AUTO", "AVX2", ...; "+STRICT" where strict), read
-    back from MKL itself; None where torch is not loaded or its MKL cannot be asked (another BLAS)."""
+    """The CNR branch torch's MKL runs ("COMPATIBLE", "AUTO", "AVX2", ...; "+STRICT" where strict), read
+    back from MKL itself; None where torch is not loaded or its MKL cannot be asked (another BLAS).
+
+    MKL fixes its branch at its first call, so the answer is read once per process (every result's
+    provenance asks) and kept."""
     if "torch" not in sys.modules:
         return None
+    if "mkl_branch" not in _state:
+        _state["mkl_branch"] = _read_mkl_branch()
+    return _state["mkl_branch"]
+
+
+def _read_mkl_branch() -> str | None:
     import ctypes
 
     import torch
@@ -189,8 +198,8 @@ def mkl_branch() -> str | None:
     if torch.backends.mkl.is_available():  # MKL reads MKL_CBWR on its first call: make sure it was made
         torch.mm(torch.ones(2, 2), torch.ones(2, 2))
     setting = get(-1) & 0xFFFFFFFF  # MKL_CBWR_ALL: the branch, with 0x10000 for STRICT
-    name = _MKL_BRANCHES.get(get(1), f"branch {get(1)}")
-    return name + ("+STRICT" if setting & 0x10000 else "")
+    branch = get(1)
+    return _MKL_BRANCHES.get(branch, f"branch {branch}") + ("+STRICT" if setting & 0x10000 else "")
 
 
 def _dispatch() -> dict[str, Any]:
