@@ -3,7 +3,7 @@
 Every stored result carries ``runtime_s``, its experiment call's wall time divided by the seeds the
 call computed, on the cores the call had (one under ``pytest -n 2`` on two cores). This sums them per
 claim at a scale, counting a result shared by several claims (the same experiment, params and seed)
-once, for the first claim in file order that reads it, and per family of the claims files. It runs
+once, for the first claim in file order that reads it, and per claims file. It runs
 nothing: a claim whose results are missing is listed with the count missing.
 
 Prints markdown tables (benchmarks/README.md, "Every claim at ci scale")::
@@ -14,13 +14,13 @@ Prints markdown tables (benchmarks/README.md, "Every claim at ci scale")::
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from repro import registry
 from repro.judge import keys_of, replicate_seeds
 from repro.load import load_claims
+from repro.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
 
+    store = Store(args.store)
     seen: set[str] = set()
     rows = []  # (own seconds, claim id, file, seeds, results missing)
     for path in sorted(args.claims.glob("*.toml")):
@@ -45,14 +46,14 @@ def main() -> None:
             own, missing = 0.0, 0
             for _params, keys in keys_of(claim, args.scale, seeds).values():
                 for key in keys:
-                    file = args.store / "results" / name / key[:2] / f"{key}.json"
-                    if not file.is_file():
-                        missing += 1
-                        continue
                     if key in seen:
                         continue
+                    result = store.load(name, key)
+                    if result is None:
+                        missing += 1
+                        continue
                     seen.add(key)
-                    own += float(json.loads(file.read_text())["runtime_s"])
+                    own += result.runtime_s
             rows.append((own, claim.id, path.stem, len(seeds), missing))
 
     total = sum(r[0] for r in rows)
