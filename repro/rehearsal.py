@@ -36,7 +36,7 @@ from repro.fabricate import fabricate
 from repro.judge import observations, replicate_seeds
 from repro.load import resolve_params
 
-__all__ = ["CUTS", "SEEDS", "Rehearsal", "rehearse", "rehearsal_params"]
+__all__ = ["CUTS", "NONE_IS_OFF", "SEEDS", "Rehearsal", "rehearse", "rehearsal_params"]
 
 #: experiment -> {param: the value it is cut to}. Only what makes a run long (optimizer steps, epochs,
 #: active-learning rounds, image counts) is cut; widths, grids, models, data formats stay full scale.
@@ -53,6 +53,10 @@ CUTS: dict[str, dict[str, Any]] = {
         "initial_pool": 20,
         "query_size": 20,
         "tsne_max_iter": 250,  # scikit-learn's minimum
+        # Tiny ImageNet's 224 px: half the side is a quarter of the pixels (its two arms went from 73 s
+        # to about 20 s on one core); the resize on the device and the pixel-budgeted evaluation batch
+        # still run. A claim that does not resize keeps None (NONE_IS_OFF).
+        "resize": 112,
     },
     "subnetworks.split": {
         "n_images": 40,
@@ -64,6 +68,8 @@ CUTS: dict[str, dict[str, Any]] = {
         "cnn_train_images": 100,
     },
 }
+#: Params whose None means "off" rather than "all": a cut leaves None as it is instead of setting it.
+NONE_IS_OFF = frozenset({"resize"})
 #: experiment -> replicate seeds rehearsed (the claim's first ones). Two where the batched path trains
 #: seeds together (their separation is part of what is rehearsed), one for the networks.
 SEEDS: dict[str, int] = {"stall.active_learning": 1, "subnetworks.split": 1, "sae.mnist": 1, "phase.one_neuron": 1}
@@ -82,6 +88,8 @@ def rehearsal_params(claim: Claim, arm: str = "main", extra_cuts: dict[str, dict
         if name not in type(params).model_fields:
             raise KeyError(f"repro.rehearsal.CUTS[{claim.experiment!r}] names {name!r}, not a param of the experiment")
         value = getattr(params, name)
+        if value is None and name in NONE_IS_OFF:
+            continue
         update[name] = cut if value is None else min(value, cut)
     if claim.experiment == "subnetworks.split":  # lr drops past the cut epochs never happen; keep them in range
         from repro.experiments.subnetworks.experiment import SubnetworkParams  # loaded: the registry imports it

@@ -415,6 +415,17 @@ def test_candidates_are_scored_chunk_by_chunk_with_the_same_probabilities(tiny_d
     torch.testing.assert_close(chunked, whole)
 
 
+@pytest.mark.parametrize(("resize", "batch"), [(None, 1024), (112, 334), (224, 83)])
+def test_evaluation_batches_keep_to_the_pixel_budget(tiny_data, resize, batch):
+    """1024 images of 64 x 64 a batch; resized inputs fewer (Tiny ImageNet at 224 px: 83, the full scale's;
+    at 112 px, its rehearsal's cut: 334). The 28 px Fashion-MNIST images unresized stay at EVAL_BATCH."""
+    import repro.experiments.stall.experiment as AL
+
+    data = AL._prepare(tiny_data, ActiveLearningParams(**TINY, resize=resize), torch.device("cpu"))
+    assert data.eval_batch == batch
+    assert data.eval_batch * (resize or 64) ** 2 <= AL.EVAL_PIXELS
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
 def test_cuda_smoke(tiny_data):
     for amp in ("fp16", "bf16"):  # autocast paths, with and without the GradScaler

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from repro import registry
 from repro.cli import app
 from repro.fabricate import Sizes, fabricate
-from repro.load import load_claims
+from repro.load import load_claims, resolve_params
 from repro.rehearsal import CUTS, rehearsal_params, rehearse
 
 CLAIMS = Path(__file__).resolve().parents[1] / "claims"
@@ -92,6 +92,15 @@ def test_cuts_shorten_runs_and_keep_the_full_scale_widths():
     assert sub.model == "alexnet_sparse" and sub.n_images == 40 and sub.units == [255, 15, 167]
     phase = rehearsal_params(claims["phase.relu.theory-agreement"])
     assert phase.steps == 2 and (phase.n_r, phase.n_density, phase.restarts) == (100, 100, 10)
+
+
+def test_the_resize_cut_shrinks_tiny_imagenet_and_leaves_unresized_claims_unresized():
+    claims = {c.id: c for c in load_claims(CLAIMS)}
+    tiny = rehearsal_params(claims["stall.tiny-imagenet.baseline-silhouette-negative"])
+    assert resolve_params(claims["stall.tiny-imagenet.baseline-silhouette-negative"], "full").resize == 224
+    assert tiny.resize == CUTS["stall.active_learning"]["resize"] < 224  # still resized: 64 -> 112
+    cifar = rehearsal_params(claims["stall.cifar10.as-published.silhouette-not-raised"], "least_confidence")
+    assert cifar.resize is None  # None is "no resize", not "all": the cut does not switch it on
 
 
 def _with_run(monkeypatch, name: str, change) -> None:
