@@ -36,7 +36,7 @@ from repro.fabricate import fabricate
 from repro.judge import observations, replicate_seeds
 from repro.load import resolve_params
 
-__all__ = ["CUTS", "NONE_IS_OFF", "SEEDS", "Rehearsal", "rehearse", "rehearsal_params"]
+__all__ = ["CUTS", "GENERATED_DATA", "NONE_IS_OFF", "SEEDS", "Rehearsal", "rehearse", "rehearsal_params"]
 
 #: experiment -> {param: the value it is cut to}. Only what makes a run long (optimizer steps, epochs,
 #: active-learning rounds, image counts) is cut; widths, grids, models, data formats stay full scale.
@@ -68,6 +68,8 @@ CUTS: dict[str, dict[str, Any]] = {
         "cnn_train_images": 100,
     },
 }
+#: Experiments that generate their own data and read no checkpoint: rehearsing only these fabricates nothing.
+GENERATED_DATA = frozenset({"calibration.normal", "tms.train", "phase.one_neuron"})
 #: Params whose None means "off" rather than "all": a cut leaves None as it is instead of setting it.
 NONE_IS_OFF = frozenset({"resize"})
 #: experiment -> replicate seeds rehearsed (the claim's first ones). Two where the batched path trains
@@ -241,7 +243,9 @@ def rehearse(
             entry.claims.append((claim, arm_name))
     with contextlib.ExitStack() as stack:
         root = Path(data_root) if data_root else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="repro-")))
-        if not data_root:
+        # Nothing to rehearse (a user's experiments only), or only families that generate their data:
+        # nothing to fabricate.
+        if not data_root and any(experiment not in GENERATED_DATA for experiment, _ in arms):
             fabricate(root)
         stack.enter_context(_fabricated_environment(root))
         for arm in arms.values():

@@ -142,6 +142,35 @@ def test_an_experiment_that_raises_fails_the_rehearsal_with_its_message(monkeypa
     assert not result.ok and "CUDA out of memory" in result.table()
 
 
+def test_data_are_fabricated_only_for_families_that_read_them(monkeypatch):
+    """A user's experiments alone (skipped with their reason) and the families that generate their own
+    data rehearse with nothing fabricated; a family that reads files gets them."""
+    import repro.rehearsal as rehearsal
+
+    made = []
+    monkeypatch.setattr(rehearsal, "fabricate", lambda root: made.append(root))
+    claims = {c.id: c for c in load_claims(CLAIMS)}
+    result = rehearse([claims["calibration.greater.positive"], claims["tms.linear.m-features"]])
+    assert result.ok, result.table()  # fabricate wrote nothing: these must not need its files
+    assert {a.experiment for a in result.arms} <= rehearsal.GENERATED_DATA and made == []
+    with monkeypatch.context() as m:
+        m.delitem(CUTS, "calibration.normal")  # as if it were a user's experiment
+        result = rehearse(_calibration_claims())
+    assert result.ok and not result.arms and result.skipped and made == []
+
+    class Fabricated(Exception):
+        pass
+
+    def fabricate(root):
+        made.append(root)
+        raise Fabricated  # the files are not needed further: the call is what this checks
+
+    monkeypatch.setattr(rehearsal, "fabricate", fabricate)
+    with pytest.raises(Fabricated):
+        rehearse([claims["sae.probe.at-chance.control"]])
+    assert len(made) == 1
+
+
 def test_cli_rehearse_needs_full_scale_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "store"))
     runner = CliRunner()
